@@ -96,6 +96,8 @@ class Purifier:
         self.warmup_epochs = int(warmup_epochs)
         self.cgp, self.fgc, self.score = bool(cgp), bool(fgc), score
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.labels = _as_label_tensor(labels, num_classes)  # (N,) CPU
         self._labels_dev = self.labels.to(self.device)
         self.history = History(len(self.labels), self.t, device=self.device)

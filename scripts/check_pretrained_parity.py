@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Check that torchvision / timm ImageNet state dicts load into d2sp's frame encoders and
+give the same per-frame features.
+
+Needs torchvision and timm (no download: models are built with random weights, and their
+batch-norm statistics and affine parameters are randomised so that loading them matters).
+For each architecture: save the reference state dict, load it with strict key matching into
+our encoder (classifier skipped), and compare pooled features on the same random input in
+fp32, eval mode (TF32 off). Prints a Markdown table; exits 1 on any failure, 2 if neither
+torchvision nor timm is importable.
+
+    python scripts/check_pretrained_parity.py [--device cuda] [--batch 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _import_models():
+    """Import ``d2sp.models`` from ``src/`` without running ``d2sp/__init__`` (no data deps)."""
+    if "d2sp" not in sys.modules:
+        pkg = types.ModuleType("d2sp")
+        pkg.__path__ = [str(SRC / "d2sp")]
+        sys.modules["d2sp"] = pkg
+    import d2sp.models as models
+
+    return models
+
+
+TOL = 1e-4  # max abs diff, relative to max(1, max |reference feature|)
+
+
+def randomise_norm_stats(model: nn.Module, seed: int) -> None:
+    """Random BN running stats and affine parameters (fresh models have trivial ones)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
+                if m.weight is not None:
+                    m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(1 + 0.2 * torch.rand(m.running_var.shape, generator=g))
+
+
+def plain(build):
+    """Reference maker: ``build()`` with randomised norm statistics; saves its own state."""
+
+    def make(seed):
+        m = build()
+        randomise_norm_stats(m, seed)
+        return m, m.state_dict()
+
+    return make
+
+
+def cases():
+    """``(name, make_reference, reference_features, build_ours, input_size)`` tuples.
+
+    ``make_reference(seed) -> (reference model, state dict to save)``.
+    """
+    from d2sp.models.resnet import resnet18, resnet50
+    from d2sp.models.vgg import vgg13, vgg16
+    from d2sp.models.vit import vit
+
+    out = []
+    try:
+        import torchvision.models as tvm
+
+        def resnet_feats(m, x):  # pooled features: the model without its fc
+            m.fc = nn.Identity()
+            return m(x)
+
+        def vgg_gap(m, x):  # global average pool of the conv features
+            return m.features(x).mean(dim=(2, 3))
+
+        def vgg_fc7(m, x):  # torchvision's path up to fc7 (classifier without its last layer)
+            m.classifier[6] = nn.Identity()
+            return m(x)
+
+        out += [
+            ("resnet18", plain(tvm.resnet18), resnet_feats, resnet18, 112),
+            ("resnet50", plain(tvm.resnet50), resnet_feats, resnet50, 112),
+            ("vgg13 (gap)", plain(tvm.vgg13), vgg_gap, vgg13, 112),
+            ("vgg16 (gap)", plain(tvm.vgg16), vgg_gap, vgg16, 112),
+            ("vgg16 (fc7)", plain(tvm.vgg16), vgg_fc7, lambda: vgg16(embed="fc7"), 112),
+        ]
+    except Exception as exc:  # torchvision missing or broken
+        print(f"torchvision unavailable ({exc!r}): ResNet/VGG checks skipped")
+    try:
+        import timm
+
+        def timm_feats(m, x):  # pre-logits: final-norm class token
+            return m.forward_head(m.forward_features(x), pre_logits=True)
+
+        for size in ("small", "base"):
+            tname = f"vit_{size}_patch16_224"
+            out.append(
+                (
+                    tname,
+                    plain(lambda tname=tname: timm.create_model(tname, pretrained=False)),
+                    timm_feats,
+                    lambda size=size: vit(size),
+                    224,
+                )
+            )
+
+        def timm_small_112(seed):  # timm's own pos_embed resampling of a 224² checkpoint
+            from timm.models.vision_transformer import checkpoint_filter_fn
+
+            src = timm.create_model("vit_small_patch16_224", pretrained=False)
+            randomise_norm_stats(src, seed)
+            m = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=112)
+            m.load_state_dict(checkpoint_filter_fn(src.state_dict(), m))
+            return m, src.state_dict()
+
+        out.append(
+            (
+                "vit_small 224² file -> 112²",
+                timm_small_112,
+                timm_feats,
+                lambda: vit("small", img_size=112),
+                112,
+            )
+        )
+    except Exception as exc:
+        print(f"timm unavailable ({exc!r}): ViT checks skipped")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=4)
+    args = ap.parse_args(argv)
+    models = _import_models()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    dev = torch.device(args.device)
+
+    todo = cases()
+    if not todo:
+        print("nothing to check: neither torchvision nor timm is importable")
+        return 2
+    rows, failed = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, make_ref, ref_feats, build_ours, size) in enumerate(todo):
+            status, note, ref, ours = "ok", "", None, None
+            n_keys = n_miss = n_unexp = "-"
+            diff = scale = float("nan")
+            try:
+                torch.manual_seed(i)
+                ref, state = make_ref(100 + i)
+                path = Path(tmp) / f"{i}.pth"
+                torch.save(state, path)
+                ours = build_ours()
+                missing, unexpected = models.load_pretrained(ours, path, strict=True)
+                n_keys, n_miss, n_unexp = len(ours.state_dict()), len(missing), len(unexpected)
+                ref, ours = ref.to(dev).eval(), ours.to(dev).eval()
+                x = torch.randn(
+                    args.batch, 3, size, size, generator=torch.Generator().manual_seed(7)
+                ).to(dev)
+                with torch.no_grad():
+                    a = ref_feats(ref, x).float()
+                    b = ours.forward_features(x).float()
+                if a.shape != b.shape:
+                    raise AssertionError(
+                        f"feature shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
+                    )
+                diff = (a - b).abs().max().item()
+                scale = a.abs().max().item()
+                if not diff <= TOL * max(1.0, scale):
+                    status = "FAIL"
+                    note = f"max abs diff {diff:.3g} > {TOL:g}·max(1, {scale:.3g})"
+            except Exception as exc:
+                status, note = "FAIL", f"{type(exc).__name__}: {exc}"
+            failed += status != "ok"
+            rows.append((name, f"{size}²", n_keys, n_miss, n_unexp, diff, scale, status, note))
+            del ref, ours
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+
+    print(f"\ntorch {torch.__version__}, device {dev}, fp32, TF32 off, batch {args.batch}\n")
+    print(
+        "| model | input | encoder keys | missing | unexpected | max abs diff | max abs ref "
+        "| status |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, size, k, m, u, d, s, st, _note in rows:
+        print(f"| {name} | {size} | {k} | {m} | {u} | {d:.3g} | {s:.3g} | {st} |")
+    for name, *_, note in rows:
+        if note:
+            print(f"{name}: {note}")
+    print(f"\n{len(rows) - failed}/{len(rows)} passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

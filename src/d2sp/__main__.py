@@ -1,0 +1,3 @@
+from d2sp.cli import main
+
+main()

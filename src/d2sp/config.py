@@ -1,0 +1,191 @@
+"""The run config: one dataclass tree, loadable from YAML, overridable as ``a.b=value``.
+
+The resolved config is saved as ``config.yaml`` in every run folder and inside every
+checkpoint, so a run can always be reproduced from its own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Which data to train and test on, and how clips are sampled."""
+
+    dataset: str = "synthdfer"  # registered dataset name
+    root: str | None = None  # dataset root (synthdfer: None = the user cache folder)
+    fold: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the dataset builder
+    num_frames: int = 16
+    size: int = 112
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    workers: int = 2
+    skip_bad: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Backbone name and its keyword arguments; the head is added by the trainer."""
+
+    name: str = "r18_lstm"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the backbone builder
+    pretrained: str | None = None
+    weight_hidden: int | None = None  # default max(32, D // 4)
+    dropout: float = 0.0
+
+
+@dataclass
+class PurifyConfig:
+    """D2SP purification (DESIGN §2). Both stages off = the plain "Original" baseline."""
+
+    mode: str = "paper"
+    cgp: bool = True
+    fgc: bool = True
+    lam: float = 0.6
+    tau: float = 0.4
+    t: int = 2
+    warmup_epochs: int = 5
+    score: str = "max"
+    revisit_pruned: bool = True
+    max_prune_fraction: float = 0.5  # warn when more of the data is pruned
+    stop_on_overprune: bool = False  # stop instead of warning (also when a class is emptied)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum, linear LR warm-up then cosine decay, per step."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | constant
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs. ``device: auto`` picks CUDA when present."""
+
+    name: str = "run"
+    seed: int = 0
+    out_dir: str = "runs"
+    device: str = "auto"
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    channels_last: bool = True  # on CUDA
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    purify: PurifyConfig = field(default_factory=PurifyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema."""
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {path!r}; known: {', '.join(fields)}")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value or {}, path)
+        else:
+            kwargs[key] = _coerce(value, default, path)
+    return cls(**kwargs)
+
+
+def _coerce(value, default, path):
+    if value is None or default is None or isinstance(default, dict):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or len(value) != len(default):
+            raise ConfigError(f"{path}: expected a list of {len(default)} numbers, got {value!r}")
+        return tuple(float(v) for v in value)
+    if isinstance(default, int | float) and not isinstance(value, int | float):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from nested plain values, refusing unknown keys."""
+    return _build(RunConfig, values or {}, "")
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Nested plain values (tuples as lists) for YAML or a checkpoint."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to nested plain values."""
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. purify.lam=0.7")
+        node = values
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or start from the defaults) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    values = apply_overrides(values, overrides or [])
+    try:
+        return config_from_dict(values)
+    except ConfigError as e:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{e}") from None
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

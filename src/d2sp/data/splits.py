@@ -1,0 +1,67 @@
+"""From a run's data config to the train or test split it names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from d2sp.data.annotations import DFER_CLASSES, Sample, read_list_file
+from d2sp.data.dataset import FolderSource
+
+
+def cache_dir() -> Path:
+    """The user cache folder: ``$D2SP_CACHE`` or ``~/.cache/d2sp``."""
+    return Path(os.environ.get("D2SP_CACHE", Path.home() / ".cache" / "d2sp"))
+
+
+def synthdfer_root(options: dict) -> Path:
+    """Where SynthDFER with these generator options lives inside the cache folder."""
+    key = {k: v for k, v in sorted(options.items()) if k not in ("workers", "progress")}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return cache_dir() / f"synthdfer-{digest}"
+
+
+@dataclass
+class LoadedSplit:
+    samples: list[Sample]
+    class_names: tuple[str, ...]
+    source: object = field(default_factory=FolderSource)
+    skipped: list[str] = field(default_factory=list)
+    root: Path | None = None
+
+
+def load_synthdfer(root: str | Path | None, split: str, options: dict, *, progress=True):
+    """Generate SynthDFER once (cached) and read one of its splits."""
+    from d2sp.data.synth import generate_synthdfer
+
+    root = Path(root) if root else synthdfer_root(options)
+    opts = {"progress": progress, **options}
+    generate_synthdfer(root, **opts)
+    samples = read_list_file(root / f"{split}_list.txt", root=root)
+    return LoadedSplit(samples=samples, class_names=DFER_CLASSES, root=root)
+
+
+def load_split(data_cfg, split: str, *, progress: bool = True):
+    """The ``split`` ("train" or "test") of the dataset a :class:`DataConfig` names.
+
+    Returns an object with ``samples``, ``class_names``, ``source`` and ``skipped``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    if data_cfg.dataset == "synthdfer":
+        return load_synthdfer(data_cfg.root, split, data_cfg.options, progress=progress)
+    from d2sp.data.registry import create_dataset
+
+    if data_cfg.root is None:
+        raise ValueError(f"data.root: dataset {data_cfg.dataset!r} needs a root folder")
+    return create_dataset(
+        data_cfg.dataset,
+        root=data_cfg.root,
+        split=split,
+        fold=data_cfg.fold,
+        skip_bad=data_cfg.skip_bad,
+        **data_cfg.options,
+    )

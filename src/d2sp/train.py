@@ -1,0 +1,387 @@
+"""The trainer: one run of backbone + head + purifier, with a run folder.
+
+The run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
+object per epoch), ``ledger.npz`` (every sample's record and state per epoch),
+``last.pt`` and ``best.pt`` checkpoints (each with the config) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.data import DataLoader, Subset
+
+from d2sp.config import RunConfig, config_to_dict, save_config
+from d2sp.data.dataset import ClipDataset
+from d2sp.data.splits import load_split
+from d2sp.losses import weighted_cross_entropy
+from d2sp.metrics import confusion_matrix, war_uar
+from d2sp.models import create_model
+from d2sp.purify import Purifier
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports; the same figures are in ``summary.json``."""
+
+    run_dir: Path
+    war: float
+    uar: float
+    best_war: float
+    best_uar: float
+    best_epoch: int
+    pruned: int
+    corrected: int
+    purifier: Purifier
+    class_names: tuple[str, ...]
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _loader(dataset, indices, *, batch_size, shuffle, seed, workers, drop_last=False):
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        Subset(dataset, indices.tolist()) if indices is not None else dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+    )
+
+
+def _lr_lambda(cfg, steps_per_epoch: int):
+    total = max(1, cfg.optim.epochs * steps_per_epoch)
+    warm = int(cfg.optim.lr_warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.optim.schedule == "constant":
+            return 1.0
+        progress = (step - warm) / max(1, total - warm)
+        return float(0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, autocast) -> tuple[np.ndarray, torch.Tensor]:
+    """Confusion matrix ``(K, K)`` and predictions ``(N,)`` over a loader (eval mode)."""
+    model.eval()
+    preds, targets = [], []
+    for clips, labels, _ in loader:
+        with autocast():
+            logits, _ = model(clips.to(device, non_blocking=True))  # (B, K)
+        preds.append(logits.argmax(1).cpu())
+        targets.append(labels)
+    preds_t, targets_t = torch.cat(preds), torch.cat(targets)
+    num_classes = model.head.fc.out_features
+    return confusion_matrix(preds_t, targets_t, num_classes), preds_t
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+) -> RunResult:
+    """Train one run as configured; returns its :class:`RunResult`."""
+    console = console or Console()
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
+
+    train_split = load_split(cfg.data, "train")
+    test_split = load_split(cfg.data, "test")
+    class_names = tuple(train_split.class_names)
+    num_classes = len(class_names)
+    common = dict(num_frames=cfg.data.num_frames, size=cfg.data.size, seed=cfg.seed)
+    train_ds = ClipDataset(
+        train_split.samples,
+        train=True,
+        crop_scale=cfg.data.crop_scale,
+        source=train_split.source,
+        **common,
+    )
+    test_ds = ClipDataset(test_split.samples, train=False, source=test_split.source, **common)
+
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.write_text("")
+    counts = np.bincount(train_ds.labels, minlength=num_classes)
+    (run_dir / "class_counts.json").write_text(
+        json.dumps({n: int(c) for n, c in zip(class_names, counts, strict=True)}, indent=1)
+    )
+
+    purifying = cfg.purify.cgp or cfg.purify.fgc
+    model = create_model(
+        cfg.model.name,
+        num_classes=num_classes,
+        weight_branch=purifying,
+        weight_hidden=cfg.model.weight_hidden,
+        dropout=cfg.model.dropout,
+        pretrained=cfg.model.pretrained,
+        **cfg.model.options,
+    ).to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    purifier = Purifier(
+        train_ds.labels,
+        num_classes=num_classes,
+        lam=cfg.purify.lam,
+        tau=cfg.purify.tau,
+        t=cfg.purify.t,
+        warmup_epochs=cfg.purify.warmup_epochs,
+        cgp=cfg.purify.cgp,
+        fgc=cfg.purify.fgc,
+        score=cfg.purify.score,
+        device=device,
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    steps_per_epoch = max(1, len(train_ds) // cfg.optim.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
+    test_loader = _loader(
+        test_ds,
+        None,
+        batch_size=cfg.optim.batch_size,
+        shuffle=False,
+        seed=cfg.seed,
+        workers=cfg.data.workers,
+    )
+
+    best = {"war": -1.0, "uar": 0.0, "epoch": 0}
+    war = uar = 0.0
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=True,
+        disable=not progress,
+    )
+    with bar:
+        for epoch in range(cfg.optim.epochs):
+            t0 = time.perf_counter()
+            train_ds.set_epoch(epoch)
+            kept = purifier.kept_indices()
+            if len(kept) == 0:
+                console.print(
+                    f"[bold yellow]warning:[/] epoch {epoch + 1}: every sample is pruned; "
+                    "this epoch only re-scores them (lower purify.lam?)"
+                )
+            loader = (
+                _loader(
+                    train_ds,
+                    kept,
+                    batch_size=cfg.optim.batch_size,
+                    shuffle=True,
+                    seed=cfg.seed * 1000 + epoch,
+                    workers=cfg.data.workers,
+                    drop_last=len(kept) > cfg.optim.batch_size,
+                )
+                if len(kept)
+                else []
+            )
+            task = bar.add_task(
+                f"{cfg.name} epoch {epoch + 1}/{cfg.optim.epochs}", total=len(loader), info=""
+            )
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen = 0
+            for clips, _, idx in loader:
+                clips = clips.to(device, non_blocking=True)  # (B, T, C, H, W)
+                labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
+                with autocast():
+                    logits, w = model(clips)  # (B, K), (B,) or None
+                if purifying:
+                    loss = weighted_cross_entropy(
+                        logits, w, labels, label_smoothing=cfg.optim.label_smoothing
+                    )
+                else:
+                    loss = F.cross_entropy(
+                        logits.float(), labels, label_smoothing=cfg.optim.label_smoothing
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                purifier.record(idx, logits.detach(), None if w is None else w.detach())
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen += len(idx)
+                bar.update(task, advance=1)
+            pruned = purifier.pruned_indices()
+            if cfg.purify.revisit_pruned and len(pruned):
+                _revisit(model, train_ds, pruned, purifier, cfg, device, autocast)
+            summary = purifier.end_epoch()
+            _guard_purification(purifier, class_names, cfg, epoch, console)
+            cm, _ = evaluate(model, test_loader, device, autocast)
+            war, uar = war_uar(cm)
+            bar.remove_task(task)
+            row = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "loss": float(loss_sum) / max(1, seen),
+                "train_acc": float(correct) / max(1, seen),
+                "trained": seen,
+                "war": war,
+                "uar": uar,
+                **summary,
+                "seconds": time.perf_counter() - t0,
+                "confusion": cm.tolist(),
+            }
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if purifier.ledger is not None:
+                purifier.ledger.save(run_dir / "ledger.npz")
+            ckpt = {
+                "model": model.state_dict(),
+                "config": config_to_dict(cfg),
+                "class_names": list(class_names),
+                "epoch": epoch + 1,
+                "metrics": {"war": war, "uar": uar},
+            }
+            if war > best["war"]:
+                best = {"war": war, "uar": uar, "epoch": epoch + 1}
+                _save_atomic(ckpt, run_dir / "best.pt")
+            ckpt.update(
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                purifier=purifier.state_dict(),
+            )
+            _save_atomic(ckpt, run_dir / "last.pt")
+            if progress:
+                console.print(
+                    f"[dim]{cfg.name}[/] epoch {epoch + 1:>3}/{cfg.optim.epochs}  "
+                    f"loss {row['loss']:.3f}  WAR {100 * war:5.1f}  UAR {100 * uar:5.1f}  "
+                    f"trained {seen}  pruned {summary['pruned']}  corrected {summary['corrected']}"
+                    f"  ({row['seconds']:.1f}s)"
+                )
+    final = purifier.ledger.final_counts() if purifier.ledger is not None else {}
+    seconds = time.perf_counter() - start
+    result = RunResult(
+        run_dir=run_dir,
+        war=war,
+        uar=uar,
+        best_war=best["war"],
+        best_uar=best["uar"],
+        best_epoch=best["epoch"],
+        pruned=final.get("pruned", 0),
+        corrected=final.get("corrected", 0),
+        purifier=purifier,
+        class_names=class_names,
+        seconds=seconds,
+    )
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "war": war,
+                "uar": uar,
+                "best_war": best["war"],
+                "best_uar": best["uar"],
+                "best_epoch": best["epoch"],
+                "pruned": result.pruned,
+                "corrected": result.corrected,
+                "train_samples": len(train_ds),
+                "test_samples": len(test_ds),
+                "skipped": list(getattr(train_split, "skipped", []))
+                + list(getattr(test_split, "skipped", [])),
+                "seconds": seconds,
+            },
+            indent=1,
+        )
+    )
+    return result
+
+
+class PurificationGuardError(RuntimeError):
+    """Purification removed more than the config allows and ``stop_on_overprune`` is set."""
+
+
+def _guard_purification(purifier, class_names, cfg, epoch, console) -> None:
+    """Warn (or stop) when a class is pruned away or too much of the data is pruned."""
+    keep = purifier.keep_mask.numpy()
+    labels = purifier.labels.numpy()
+    problems = []
+    share = 1.0 - keep.mean()
+    if share > cfg.purify.max_prune_fraction:
+        problems.append(
+            f"{100 * share:.1f}% of the training samples are pruned "
+            f"(purify.max_prune_fraction = {cfg.purify.max_prune_fraction})"
+        )
+    emptied = [class_names[k] for k in np.unique(labels) if not keep[labels == k].any()]
+    if emptied:
+        problems.append(f"every sample of class {', '.join(emptied)} is pruned")
+    if not problems:
+        return
+    message = f"epoch {epoch + 1}: " + "; ".join(problems)
+    if cfg.purify.stop_on_overprune:
+        raise PurificationGuardError(message + " (stopping: purify.stop_on_overprune)")
+    console.print(f"[bold yellow]warning:[/] {message}")
+
+
+@torch.no_grad()
+def _revisit(model, train_ds, pruned, purifier, cfg, device, autocast) -> None:
+    """Score the pruned samples with a no-grad pass so that they can come back."""
+    model.eval()
+    loader = _loader(
+        train_ds,
+        pruned,
+        batch_size=cfg.optim.batch_size,
+        shuffle=False,
+        seed=cfg.seed,
+        workers=cfg.data.workers,
+    )
+    for clips, _, idx in loader:
+        with autocast():
+            logits, w = model(clips.to(device, non_blocking=True))  # (B, K), (B,)
+        purifier.record(idx, logits, w)
+    model.train()

@@ -1,0 +1,89 @@
+"""End to end on a tiny SynthDFER: the trainer's run folder and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from d2sp.cli import app
+from d2sp.config import ConfigError, load_config
+from d2sp.purify import Ledger
+from d2sp.train import train
+
+TINY = [
+    "data.options={num_train: 48, num_test: 21, size: 32, min_frames: 4, max_frames: 8, "
+    "workers: 1}",
+    "data.num_frames=4",
+    "data.size=32",
+    "data.workers=0",
+    "model.options={width: 4, lstm_hidden: 16}",
+    "optim.epochs=3",
+    "optim.batch_size=8",
+    "purify.warmup_epochs=2",
+    "purify.t=1",
+    "purify.lam=0.0",
+]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth")
+
+
+def tiny_config(tmp_path, synth_root, *extra):
+    return load_config(None, [*TINY, f"data.root={synth_root}", f"out_dir={tmp_path}", *extra])
+
+
+def test_run_folder_holds_config_metrics_ledger_checkpoints(tmp_path, synth_root):
+    cfg = tiny_config(tmp_path, synth_root, "name=r")
+    result = train(cfg, progress=False)
+    run = tmp_path / "r"
+    assert yaml.safe_load((run / "config.yaml").read_text())["purify"]["lam"] == 0.0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert all(0.0 <= r["war"] <= 1.0 and np.array(r["confusion"]).shape == (7, 7) for r in rows)
+    assert rows[0]["undecided"] == 48 and rows[1]["undecided"] == 0  # warm-up of 2
+    ledger = Ledger.load(run / "ledger.npz")
+    assert ledger.column("state").shape == (3, 48)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["config"]["name"] == "r" and ckpt["epoch"] == 3
+    assert set(ckpt) >= {"model", "optimizer", "scheduler", "purifier"}
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["metrics"]["war"] == result.best_war
+    assert json.loads((run / "summary.json").read_text())["train_samples"] == 48
+
+
+def test_plain_baseline_has_no_weight_branch_and_never_purifies(tmp_path, synth_root):
+    cfg = tiny_config(tmp_path, synth_root, "name=ce", "purify.cgp=false", "purify.fgc=false")
+    result = train(cfg, progress=False)
+    ckpt = torch.load(tmp_path / "ce" / "best.pt", weights_only=True)
+    assert not any(k.startswith("head.weight.") for k in ckpt["model"])
+    assert result.pruned == 0 and result.corrected == 0
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'optim.epoch'"):
+        load_config(None, ["optim.epoch=3"])
+    with pytest.raises(ConfigError, match="optim.epochs: expected a number"):
+        load_config(None, ["optim.epochs=many"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("purify: [1, 2]\n")
+    with pytest.raises(ConfigError, match="bad.yaml: purify: expected a mapping"):
+        load_config(bad)
+
+
+def test_cli_train_reports_a_bad_config_without_traceback(tmp_path):
+    result = CliRunner().invoke(app, ["train", "purify.nope=1"])
+    assert result.exit_code == 2
+    assert "unknown config key 'purify.nope'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_train_runs(tmp_path, synth_root):
+    args = ["train", *TINY, f"data.root={synth_root}", f"out_dir={tmp_path}", "name=cli"]
+    result = CliRunner().invoke(app, [*args, "--no-progress", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "WAR" in result.output and (tmp_path / "cli" / "last.pt").is_file()
