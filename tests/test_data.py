@@ -86,3 +86,13 @@ def test_missing_empty_and_corrupt_frames_name_the_row(tmp_path):
             ds[i]
         assert f"list.txt:{i + 1}" in str(err.value) and message in str(err.value)
     assert ds[3][0].shape == (4, 3, 8, 8)
+
+
+def test_frames_in_natural_order(tmp_path):
+    from d2sp.data.frames import list_frames
+
+    write_clip(tmp_path / "c", 1)
+    for i in (2, 10, 1):
+        (tmp_path / "c" / f"{i}.jpg").write_bytes((tmp_path / "c" / "00001.jpg").read_bytes())
+    (tmp_path / "c" / "00001.jpg").unlink()
+    assert list_frames(tmp_path / "c") == ["1.jpg", "2.jpg", "10.jpg"]

@@ -2,7 +2,24 @@
 
 The method (D2SP, framework SCIU) adds a weight branch on the clip embedding, prunes
 low-quality clips (Coarse-Grained Pruning) and corrects wrong labels (Fine-Grained
-Correction), recomputed every epoch.
+Correction), recomputed every epoch. The plug-and-play pieces are importable from here::
+
+    from d2sp import ClassifierHead, Purifier, weighted_cross_entropy
 """
 
+from d2sp.heads import ClassifierHead, DFERModel, WeightBranch
+from d2sp.losses import weighted_cross_entropy
+from d2sp.purify import Ledger, Purifier, coarse_grained_pruning, fine_grained_correction
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ClassifierHead",
+    "DFERModel",
+    "Ledger",
+    "Purifier",
+    "WeightBranch",
+    "coarse_grained_pruning",
+    "fine_grained_correction",
+    "weighted_cross_entropy",
+]

@@ -163,6 +163,15 @@ def demo(
     )
 
 
+def _register_prepare() -> None:
+    from d2sp.commands.prepare import prepare
+
+    app.command("prepare")(prepare)
+
+
+_register_prepare()
+
+
 def main() -> None:
     try:
         app()

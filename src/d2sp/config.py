@@ -27,6 +27,7 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.8, 1.0)
     workers: int = 2
     skip_bad: bool = False
+    cache: str | None = None  # pack each split into a clip cache under this folder
 
 
 @dataclass
@@ -42,17 +43,23 @@ class ModelConfig:
 
 @dataclass
 class PurifyConfig:
-    """D2SP purification (DESIGN §2). Both stages off = the plain "Original" baseline."""
+    """Purification (DESIGN §2). Both stages off = the plain "Original" baseline.
+
+    ``mode: paper`` is the method exactly as published; ``mode: d2sp+`` the improved mode.
+    ``lam``, ``tau``, ``t`` left empty take the mode's defaults (paper: 0.6, 0.4, 2);
+    ``options`` holds the mode's other keyword options (e.g. ``{teacher: false}``).
+    """
 
     mode: str = "paper"
     cgp: bool = True
     fgc: bool = True
-    lam: float = 0.6
-    tau: float = 0.4
-    t: int = 2
+    lam: float | None = None
+    tau: float | None = None
+    t: int | None = None
     warmup_epochs: int = 5
-    score: str = "max"
+    score: str = "max"  # paper mode: w·p[pred] ("max") or w·p[y] ("label")
     revisit_pruned: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
     max_prune_fraction: float = 0.5  # warn when more of the data is pruned
     stop_on_overprune: bool = False  # stop instead of warning (also when a class is emptied)
 
@@ -108,7 +115,17 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
+_NUMERIC_OPTIONAL = {"lam": float, "tau": float, "t": int}
+
+
 def _coerce(value, default, path):
+    kind = _NUMERIC_OPTIONAL.get(path.rsplit(".", 1)[-1]) if default is None else None
+    if kind is not None and value is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if kind is int and float(value) != int(value):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return kind(value)
     if value is None or default is None or isinstance(default, dict):
         return value
     if isinstance(default, bool):

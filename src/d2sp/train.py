@@ -23,12 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader, Subset
 
 from d2sp.config import RunConfig, config_to_dict, save_config
-from d2sp.data.dataset import ClipDataset
+from d2sp.data.dataset import ClipDataset, normalize_clips
+from d2sp.data.registry import class_counts
 from d2sp.data.splits import load_split
 from d2sp.losses import weighted_cross_entropy
 from d2sp.metrics import confusion_matrix, war_uar
 from d2sp.models import create_model
-from d2sp.purify import Purifier
+from d2sp.purify.factory import create_purifier
+from d2sp.purify.improved import training_hooks
 
 
 @dataclass
@@ -43,7 +45,7 @@ class RunResult:
     best_epoch: int
     pruned: int
     corrected: int
-    purifier: Purifier
+    purifier: object  # Purifier or ImprovedPurifier
     class_names: tuple[str, ...]
     seconds: float
 
@@ -97,8 +99,9 @@ def evaluate(model, loader, device, autocast) -> tuple[np.ndarray, torch.Tensor]
     model.eval()
     preds, targets = [], []
     for clips, labels, _ in loader:
+        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
         with autocast():
-            logits, _ = model(clips.to(device, non_blocking=True))  # (B, K)
+            logits, _ = model(clips)  # (B, K)
         preds.append(logits.argmax(1).cpu())
         targets.append(labels)
     preds_t, targets_t = torch.cat(preds), torch.cat(targets)
@@ -139,19 +142,34 @@ def train(
         train=True,
         crop_scale=cfg.data.crop_scale,
         source=train_split.source,
+        output="uint8",
         **common,
     )
-    test_ds = ClipDataset(test_split.samples, train=False, source=test_split.source, **common)
+    test_ds = ClipDataset(
+        test_split.samples, train=False, source=test_split.source, output="uint8", **common
+    )
+    rescore_ds = ClipDataset(  # un-augmented views of the training clips
+        train_split.samples, train=False, source=train_split.source, output="uint8", **common
+    )
+    if progress:
+        for split in (train_split, test_split):
+            counts = ", ".join(f"{k} {v}" for k, v in class_counts(split).items())
+            console.print(f"[dim]{split.split}: {len(split.samples)} clips ({counts})[/]")
+            for line in split.skipped:
+                console.print(f"[yellow]skipped[/] {line}")
 
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     metrics_path = run_dir / "metrics.jsonl"
     metrics_path.write_text("")
-    counts = np.bincount(train_ds.labels, minlength=num_classes)
     (run_dir / "class_counts.json").write_text(
-        json.dumps({n: int(c) for n, c in zip(class_names, counts, strict=True)}, indent=1)
+        json.dumps({"train": class_counts(train_split), "test": class_counts(test_split)}, indent=1)
     )
+    if train_split.skipped or test_split.skipped:
+        (run_dir / "skipped.txt").write_text(
+            "\n".join(train_split.skipped + test_split.skipped) + "\n"
+        )
 
     purifying = cfg.purify.cgp or cfg.purify.fgc
     model = create_model(
@@ -165,18 +183,8 @@ def train(
     ).to(device)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    purifier = Purifier(
-        train_ds.labels,
-        num_classes=num_classes,
-        lam=cfg.purify.lam,
-        tau=cfg.purify.tau,
-        t=cfg.purify.t,
-        warmup_epochs=cfg.purify.warmup_epochs,
-        cgp=cfg.purify.cgp,
-        fgc=cfg.purify.fgc,
-        score=cfg.purify.score,
-        device=device,
-    )
+    purifier = build_purifier(cfg, train_ds.labels, num_classes, device)
+    hooks = training_hooks(purifier, model)
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cfg.optim.lr,
@@ -237,7 +245,7 @@ def train(
             correct = torch.zeros((), device=device)
             seen = 0
             for clips, _, idx in loader:
-                clips = clips.to(device, non_blocking=True)  # (B, T, C, H, W)
+                clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
                 labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
                 with autocast():
                     logits, w = model(clips)  # (B, K), (B,) or None
@@ -245,6 +253,7 @@ def train(
                     loss = weighted_cross_entropy(
                         logits, w, labels, label_smoothing=cfg.optim.label_smoothing
                     )
+                    loss = loss + hooks.extra_loss(w)
                 else:
                     loss = F.cross_entropy(
                         logits.float(), labels, label_smoothing=cfg.optim.label_smoothing
@@ -253,14 +262,16 @@ def train(
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+                hooks.after_step()
                 purifier.record(idx, logits.detach(), None if w is None else w.detach())
                 loss_sum += loss.detach() * len(idx)
                 correct += (logits.detach().argmax(1) == labels).sum()
                 seen += len(idx)
                 bar.update(task, advance=1)
-            pruned = purifier.pruned_indices()
-            if cfg.purify.revisit_pruned and len(pruned):
-                _revisit(model, train_ds, pruned, purifier, cfg, device, autocast)
+            rescore = hooks.rescore_indices() if cfg.purify.revisit_pruned else []
+            if purifying and len(rescore):
+                view = train_ds if cfg.purify.mode == "paper" else rescore_ds
+                _rescore(hooks, view, rescore, purifier, cfg, device, autocast)
             summary = purifier.end_epoch()
             _guard_purification(purifier, class_names, cfg, epoch, console)
             cm, _ = evaluate(model, test_loader, device, autocast)
@@ -332,8 +343,7 @@ def train(
                 "corrected": result.corrected,
                 "train_samples": len(train_ds),
                 "test_samples": len(test_ds),
-                "skipped": list(getattr(train_split, "skipped", []))
-                + list(getattr(test_split, "skipped", [])),
+                "skipped": len(train_split.skipped) + len(test_split.skipped),
                 "seconds": seconds,
             },
             indent=1,
@@ -368,20 +378,29 @@ def _guard_purification(purifier, class_names, cfg, epoch, console) -> None:
     console.print(f"[bold yellow]warning:[/] {message}")
 
 
+def build_purifier(cfg: RunConfig, labels, num_classes: int, device):
+    """The purifier a run config asks for (``purify.mode``), on ``device``."""
+    p = cfg.purify
+    options = dict(warmup_epochs=p.warmup_epochs, cgp=p.cgp, fgc=p.fgc, device=device, **p.options)
+    options.update({k: getattr(p, k) for k in ("lam", "tau", "t") if getattr(p, k) is not None})
+    if p.mode == "paper":
+        options["score"] = p.score
+    return create_purifier(p.mode, labels, num_classes=num_classes, **options)
+
+
 @torch.no_grad()
-def _revisit(model, train_ds, pruned, purifier, cfg, device, autocast) -> None:
-    """Score the pruned samples with a no-grad pass so that they can come back."""
-    model.eval()
+def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast) -> None:
+    """Score samples without gradient (pruned ones, or all for a teacher) for the purifier."""
     loader = _loader(
-        train_ds,
-        pruned,
+        dataset,
+        np.asarray(indices),
         batch_size=cfg.optim.batch_size,
         shuffle=False,
         seed=cfg.seed,
         workers=cfg.data.workers,
     )
     for clips, _, idx in loader:
+        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
         with autocast():
-            logits, w = model(clips.to(device, non_blocking=True))  # (B, K), (B,)
+            logits, w = hooks.scorer(clips)  # (B, K), (B,)
         purifier.record(idx, logits, w)
-    model.train()

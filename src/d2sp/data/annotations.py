@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,16 @@ def read_list_file(
     *,
     root: str | Path | None = None,
     num_classes: int = len(DFER_CLASSES),
+    on_error: Callable[[str, str], None] | None = None,
 ) -> list[Sample]:
     """Read a list-format annotation: one ``path num_frames label`` row per clip.
 
     Labels are 0-based. Relative paths are resolved against ``root`` (default: the folder
     holding the list file). Blank lines and lines starting with ``#`` are ignored.
+
+    Args:
+        on_error: called as ``on_error("file:row", reason)`` for a malformed row, which is
+            then skipped (it may raise instead); by default such a row raises.
 
     Raises:
         DataError: a malformed row or an out-of-range label, naming the file and row.
@@ -42,6 +48,15 @@ def read_list_file(
         raise DataError(f"{path}: annotation file not found")
     base = Path(root) if root is not None else path.parent
     samples = []
+    skipped = 0
+
+    def bad(where: str, reason: str) -> None:
+        nonlocal skipped
+        if on_error is None:
+            raise DataError(f"{where}: {reason}")
+        skipped += 1
+        on_error(where, reason)
+
     with open(path, encoding="utf-8") as f:
         for row, line in enumerate(f, start=1):
             text = line.strip()
@@ -50,20 +65,20 @@ def read_list_file(
             where = f"{path}:{row}"
             parts = text.split()
             if len(parts) < 3:
-                raise DataError(
-                    f"{where}: expected 'path num_frames label', got {len(parts)} field(s): {text!r}"
-                )
+                bad(where, f"expected 'path num_frames label', got {len(parts)} field(s): {text!r}")
+                continue
             clip, frames, label = " ".join(parts[:-2]), parts[-2], parts[-1]
             try:
                 n, y = int(frames), int(label)
             except ValueError:
-                raise DataError(
-                    f"{where}: expected integer num_frames and label, got {frames!r} and {label!r}"
-                ) from None
+                bad(where, f"expected integer num_frames and label, got {frames!r} and {label!r}")
+                continue
             if not 0 <= y < num_classes:
-                raise DataError(f"{where}: label {y} out of range [0, {num_classes})")
+                bad(where, f"label {y} out of range [0, {num_classes})")
+                continue
             full = clip if os.path.isabs(clip) else str(base / clip)
             samples.append(Sample(path=full, label=y, num_frames=n, source=where))
     if not samples:
-        raise DataError(f"{path}: annotation file has no rows")
+        detail = f" ({skipped} malformed row(s) skipped)" if skipped else ""
+        raise DataError(f"{path}: annotation file has no rows{detail}")
     return samples

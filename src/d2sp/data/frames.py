@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,20 @@ class DataError(ValueError):
     """Bad input data; the message names the file (and row where there is one)."""
 
 
+def _natural_key(name: str) -> list:
+    """Sort key ordering ``2.jpg`` before ``10.jpg``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def list_frames(folder: str | Path) -> list[str]:
-    """Sorted image file names inside a clip's frame folder."""
+    """Image file names inside a clip's frame folder, in natural order (``2`` before ``10``)."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
         raise DataError(f"{folder}: frame folder not found") from None
     except NotADirectoryError:
         raise DataError(f"{folder}: expected a folder of frame images, found a file") from None
-    frames = sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
+    frames = sorted((n for n in names if n.lower().endswith(IMAGE_SUFFIXES)), key=_natural_key)
     if not frames:
         raise DataError(f"{folder}: frame folder has no images ({', '.join(IMAGE_SUFFIXES)})")
     return frames

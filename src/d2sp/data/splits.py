@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from d2sp.data.annotations import DFER_CLASSES, Sample, read_list_file
+from d2sp.data.annotations import DFER_CLASSES, read_list_file
 from d2sp.data.dataset import FolderSource
+from d2sp.data.registry import DatasetSplit, create_dataset
 
 
 def cache_dir() -> Path:
@@ -24,15 +24,6 @@ def synthdfer_root(options: dict) -> Path:
     return cache_dir() / f"synthdfer-{digest}"
 
 
-@dataclass
-class LoadedSplit:
-    samples: list[Sample]
-    class_names: tuple[str, ...]
-    source: object = field(default_factory=FolderSource)
-    skipped: list[str] = field(default_factory=list)
-    root: Path | None = None
-
-
 def load_synthdfer(root: str | Path | None, split: str, options: dict, *, progress=True):
     """Generate SynthDFER once (cached) and read one of its splits."""
     from d2sp.data.synth import generate_synthdfer
@@ -41,20 +32,29 @@ def load_synthdfer(root: str | Path | None, split: str, options: dict, *, progre
     opts = {"progress": progress, **options}
     generate_synthdfer(root, **opts)
     samples = read_list_file(root / f"{split}_list.txt", root=root)
-    return LoadedSplit(samples=samples, class_names=DFER_CLASSES, root=root)
+    return DatasetSplit(
+        name="synthdfer",
+        root=str(root),
+        split=split,
+        fold=None,
+        samples=samples,
+        class_names=DFER_CLASSES,
+        source=FolderSource(),
+        annotation_files=[str(root / f"{split}_list.txt")],
+    )
 
 
 def load_split(data_cfg, split: str, *, progress: bool = True):
     """The ``split`` ("train" or "test") of the dataset a :class:`DataConfig` names.
 
-    Returns an object with ``samples``, ``class_names``, ``source`` and ``skipped``.
+    ``synthdfer`` is generated into the cache folder on first use; every other name goes
+    through :func:`d2sp.data.registry.create_dataset` (packed into a clip cache under
+    ``data.cache/<split>`` when ``data.cache`` is set).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     if data_cfg.dataset == "synthdfer":
         return load_synthdfer(data_cfg.root, split, data_cfg.options, progress=progress)
-    from d2sp.data.registry import create_dataset
-
     if data_cfg.root is None:
         raise ValueError(f"data.root: dataset {data_cfg.dataset!r} needs a root folder")
     return create_dataset(
@@ -63,5 +63,7 @@ def load_split(data_cfg, split: str, *, progress: bool = True):
         split=split,
         fold=data_cfg.fold,
         skip_bad=data_cfg.skip_bad,
+        cache_dir=None if data_cfg.cache is None else Path(data_cfg.cache) / split,
+        cache_size=data_cfg.size,
         **data_cfg.options,
     )

@@ -1,0 +1,1 @@
+"""Command implementations registered by :mod:`d2sp.cli` (one command per module)."""

@@ -1,0 +1,1 @@
+"""Datasets, annotation readers and the SynthDFER generator."""

@@ -1,0 +1,209 @@
+"""MAFW: 11 single-emotion classes, five folds, frame folders or the mp4 clips.
+
+Layout read (``root`` is the dataset folder)::
+
+    root/
+      single_label.txt                                   # optional: labels of every clip
+      Train & Test Set/single/no_caption/set_{1..5}/train.txt, test.txt
+      data/frames/00025/00001.jpg ...                    # media="frames" (frames=)
+      data/clips/00025.mp4                               # media="video" (videos=)
+
+Row formats (whitespace- or tab-separated; the clip id may carry ``.mp4``):
+
+- ``single_label.txt``: ``<id>.mp4  <emotion name>  …captions``. Captions are never
+  decoded (the official captioned files are not UTF-8), only the first two fields.
+- Fold split files: ``<id>.mp4 <emotion name>`` (official ``no_caption``),
+  ``<id>.mp4<TAB><emotion><TAB>…captions`` (official ``with_caption``), or just ``<id>``
+  per line, the label then coming from ``single_label.txt``. Looked for, for fold ``k``, at
+  ``Train & Test Set/single/no_caption/set_k/{split}.txt``, then ``…/with_caption/…``, then
+  ``set_k/{split}.txt``; or given with ``split_file=`` (``{split}``/``{fold}`` filled in).
+
+When a split row and ``single_label.txt`` both give a label they must agree. Labels are
+names (``anger`` … ``disappointment``, any case) or official 1-based ids (1 anger … 11
+disappointment), mapped by :func:`d2sp.data.labels.mafw_label` to ONE index order:
+``DFER_CLASSES + MAFW_EXTRA_CLASSES`` = happiness, sadness, neutral, anger, surprise,
+disgust, fear, contempt, anxiety, helplessness, disappointment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from d2sp.data.annotations import Sample
+from d2sp.data.frames import DataError
+from d2sp.data.labels import MAFW_CLASSES, mafw_label
+from d2sp.data.registry import (
+    DatasetSplit,
+    format_name,
+    register_dataset,
+    require_fold,
+    resolve_file,
+)
+from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.video import AutoSource
+
+MEDIA = ("frames", "video")
+
+
+def _rows(path: Path):
+    """``(where, clip_id, label_or_None)`` per non-blank line, reading bytes (captions skipped)."""
+    with open(path, "rb") as f:
+        for row, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if row == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            if not line or line.startswith(b"#"):
+                continue
+            fields = line.split(None, 2)
+            where = f"{path}:{row}"
+            try:
+                clip = fields[0].decode("ascii")
+                label = fields[1].decode("ascii") if len(fields) > 1 else None
+            except UnicodeDecodeError:
+                yield where, None, f"expected '<id>.mp4 <emotion>', got {line[:60]!r}"
+                continue
+            stem = clip[:-4] if clip.lower().endswith(".mp4") else clip
+            yield where, stem, label
+
+
+def read_label_file(path: Path, problems: Problems) -> dict[str, tuple[int, str]]:
+    """``single_label.txt`` -> ``{clip id: (label index, "file:row")}``."""
+    labels: dict[str, tuple[int, str]] = {}
+    for where, clip, label in _rows(path):
+        if clip is None:
+            problems.report(where, label)
+            continue
+        if label is None:
+            problems.report(where, f"expected '<id>.mp4 <emotion>', got only {clip!r}")
+            continue
+        try:
+            y = mafw_label(label)
+        except ValueError as e:
+            if where.endswith(":1") and not clip.isdigit():
+                continue  # a header line
+            problems.report(where, str(e))
+            continue
+        if clip in labels:
+            raise DataError(f"{where}: duplicate clip {clip!r} (first at {labels[clip][1]})")
+        labels[clip] = (y, where)
+    return labels
+
+
+def find_split_file(root: Path, split: str, fold: int) -> Path:
+    """The fold split file of ``split`` under ``root``."""
+    base = root / "Train & Test Set" / "single"
+    candidates = [
+        base / "no_caption" / f"set_{fold}" / f"{split}.txt",
+        base / "with_caption" / f"set_{fold}" / f"{split}.txt",
+        root / f"set_{fold}" / f"{split}.txt",
+    ]
+    for c in candidates:
+        if c.is_file():
+            return c
+    looked = ", ".join(str(c) for c in candidates)
+    raise DataError(
+        f"mafw: split file for {split} fold {fold} not found (looked for {looked}); "
+        "give split_file="
+    )
+
+
+@register_dataset("mafw")
+def mafw(
+    *,
+    root: Path,
+    split: str,
+    fold: int | None,
+    skip_bad: bool = False,
+    split_file: str | None = None,
+    label_file: str | None = "single_label.txt",
+    media: str = "frames",
+    frames: str = "data/frames",
+    videos: str = "data/clips",
+    check: str = "auto",
+    workers: int = 8,
+) -> DatasetSplit:
+    """MAFW fold ``fold`` (1-5), split ``split``, 11 classes (DFER order, then MAFW's four).
+
+    Args:
+        split_file: the fold's split file instead of the official one (``{split}`` and
+            ``{fold}`` filled in; relative to ``root``); with no ``{fold}`` in it, ``fold``
+            may be None.
+        label_file: labels of every clip, relative to ``root``; used when present (needed
+            when the split rows carry no label). None to ignore it.
+        media: ``"frames"`` (folders ``<frames>/<id>/``) or ``"video"`` (``<videos>/<id>.mp4``
+            decoded with PyAV).
+        frames, videos: folders under ``root`` (or absolute).
+        check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
+        workers: threads for the checks.
+    """
+    if media not in MEDIA:
+        raise ValueError(f"media: expected one of {', '.join(MEDIA)}, got {media!r}")
+    if split_file is not None and "{fold}" not in split_file:
+        fold = None if fold is None else require_fold("mafw", fold)
+        path = resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw")
+    else:
+        fold = require_fold("mafw", fold)
+        path = (
+            resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw")
+            if split_file is not None
+            else find_split_file(root, split, fold)
+        )
+    media_dir = Path(frames if media == "frames" else videos)
+    media_dir = media_dir if media_dir.is_absolute() else root / media_dir
+    if not media_dir.is_dir():
+        other = "video" if media == "frames" else "frames"
+        raise DataError(
+            f"mafw: {media} folder {str(media_dir)!r} not found; set "
+            f"{'frames' if media == 'frames' else 'videos'}= or media={other!r}"
+        )
+    problems = Problems(skip_bad=skip_bad)
+    files = [str(path)]
+    labels: dict[str, tuple[int, str]] = {}
+    if label_file is not None and (root / label_file).is_file():
+        labels = read_label_file(root / label_file, problems)
+        files.append(str(root / label_file))
+    samples, keys = [], []
+    for where, clip, label in _rows(path):
+        if clip is None:
+            problems.report(where, label)
+            continue
+        known = labels.get(clip)
+        if label is not None:
+            try:
+                y = mafw_label(label)
+            except ValueError as e:
+                problems.report(where, str(e))
+                continue
+            if known is not None and known[0] != y:
+                problems.report(
+                    where,
+                    f"label {MAFW_CLASSES[y]!r} disagrees with {known[1]} "
+                    f"({MAFW_CLASSES[known[0]]!r})",
+                )
+                continue
+        elif known is not None:
+            y = known[0]
+        else:
+            problems.report(
+                where,
+                f"clip {clip!r} has no label here and none in "
+                f"{label_file if labels else 'a label file (single_label.txt not found)'}",
+            )
+            continue
+        keys.append((clip, where))
+        target = media_dir / clip if media == "frames" else media_dir / f"{clip}.mp4"
+        samples.append(Sample(path=str(target), label=y, source=where, meta={"video_id": clip}))
+    check_unique(keys)
+    samples = check_clips(samples, problems, check=check, workers=workers)
+    require_samples(samples, problems, annotation=str(path))
+    return DatasetSplit(
+        name="mafw",
+        root=str(root),
+        split=split,
+        fold=fold,
+        samples=samples,
+        class_names=MAFW_CLASSES,
+        source=AutoSource(),
+        skipped=problems.skipped,
+        annotation_files=files,
+    )

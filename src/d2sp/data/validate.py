@@ -1,0 +1,204 @@
+"""Build-time checks of a dataset's clips and the bookkeeping of skipped rows.
+
+Every loader sends its rows through :func:`check_clips`. A bad row either raises a
+:class:`~d2sp.data.frames.DataError` naming the annotation file and row, or, with
+``skip_bad=True``, is dropped and recorded as ``"file:row: reason"`` in the split's
+``skipped`` list. Duplicate clip ids are always an error (:func:`check_unique`).
+
+Check levels (``check=``), and what each costs per clip:
+
+``"list"``
+    One ``listdir`` of the frame folder (missing or empty folder; the frame count), or one
+    ``stat`` of a video file (missing or empty file). The default without ``skip_bad``:
+    about 0.2 ms per local clip (2 s for 10,000). Bad images then surface at training
+    time, as a DataError naming file and row.
+``"sampled"``
+    ``"list"`` plus, for frame folders, reading the 16 frames that testing samples
+    (segment centres), checking the JPEG start and end markers (a truncated JPEG has no
+    end-of-image marker) and decoding them; for videos, opening the container, counting
+    frames and decoding the first frame. The default with ``skip_bad``: 16 decodes, about
+    5 ms of CPU per 224² clip (DFEW's 16k clips: about 80 s of CPU, shared by ``workers``
+    threads).
+``"full"``
+    Every frame decoded (every image of a folder, every frame of a video): about 0.2 ms
+    per 224² JPEG frame, the cost of one epoch of decoding. Catches bad frames that random
+    training offsets would hit and the sampled check misses.
+
+The annotated ``num_frames`` of a row (list format) is never trusted: the folder is. When
+they differ the folder's count is used and ONE :class:`DataWarning` tells how many rows
+differed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from d2sp.data.annotations import Sample
+from d2sp.data.frames import DataError, decode_image, list_frames
+from d2sp.data.sampling import segment_indices
+from d2sp.data.video import is_video, probe_video
+
+CHECK_LEVELS = ("list", "sampled", "full")
+
+
+class DataWarning(UserWarning):
+    """Something in the data was repaired or ignored (never silently)."""
+
+
+class Problems:
+    """Collects bad rows: raises at the first one, or records it when ``skip_bad``."""
+
+    def __init__(self, *, skip_bad: bool):
+        self.skip_bad = skip_bad
+        self.skipped: list[str] = []
+
+    def report(self, where: str, reason: str) -> None:
+        """A bad row at ``where`` (``"file:row"``): raise, or record ``"file:row: reason"``."""
+        message = f"{where}: {reason}"
+        if not self.skip_bad:
+            raise DataError(message)
+        self.skipped.append(message)
+
+
+def resolve_check(check: str, *, skip_bad: bool) -> str:
+    """``"auto"`` -> ``"sampled"`` with ``skip_bad``, else ``"list"``; validates the value."""
+    if check == "auto":
+        return "sampled" if skip_bad else "list"
+    if check not in CHECK_LEVELS:
+        raise ValueError(f"check: expected 'auto' or one of {', '.join(CHECK_LEVELS)}, got {check!r}")
+    return check
+
+
+def check_image(path: str) -> None:
+    """Raise DataError if an image file is unreadable, truncated or undecodable."""
+    if path.lower().endswith((".jpg", ".jpeg")):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read frame ({e.strerror or e})") from None
+        if not data.startswith(b"\xff\xd8"):
+            raise DataError(f"{path}: not a JPEG (no start-of-image marker)")
+        if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+            raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
+    decode_image(path)
+
+
+def check_frame_folder(path: str, *, level: str, num_segments: int = 16) -> int:
+    """Check a clip's frame folder at ``level``; returns its frame count."""
+    names = list_frames(path)
+    if level == "list":
+        return len(names)
+    if level == "full":
+        picked = range(len(names))
+    else:
+        picked = np.unique(segment_indices(len(names), num_segments, train=False)).tolist()
+    for i in picked:
+        check_image(os.path.join(path, names[i]))
+    return len(names)
+
+
+def check_video_file(path: str, *, level: str) -> int | None:
+    """Check a video file at ``level``; returns its frame count (None at ``"list"``)."""
+    if level == "list":
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise DataError(f"{path}: video file not found") from None
+        if os.path.isdir(path):
+            raise DataError(f"{path}: expected a video file, found a folder")
+        if size == 0:
+            raise DataError(f"{path}: video file is empty (0 bytes)")
+        return None
+    return probe_video(path, decode="all" if level == "full" else "first")
+
+
+def check_clip(sample: Sample, *, level: str, num_segments: int = 16) -> int | None:
+    """Check one sample's frames (folder or video); returns its frame count."""
+    if is_video(sample.path):
+        return check_video_file(sample.path, level=level)
+    return check_frame_folder(sample.path, level=level, num_segments=num_segments)
+
+
+def check_unique(keys: Iterable[tuple[str, str]]) -> None:
+    """Raise DataError at the first repeated key; ``keys`` are ``(key, "file:row")``.
+
+    Duplicates are an error even with ``skip_bad``: which row is meant is ambiguous.
+    """
+    seen: dict[str, str] = {}
+    for key, where in keys:
+        if key in seen:
+            raise DataError(f"{where}: duplicate clip {key!r} (first at {seen[key]})")
+        seen[key] = where
+
+
+def check_clips(
+    samples: Sequence[Sample],
+    problems: Problems,
+    *,
+    check: str = "list",
+    workers: int = 8,
+    num_segments: int = 16,
+) -> list[Sample]:
+    """Check every sample's frames; returns the good samples in their order.
+
+    Sets ``sample.num_frames`` to the real frame count (folder listing or video probe)
+    and warns once, with a count, where that differs from the annotated number.
+
+    Args:
+        samples: rows to check (their ``source`` is the ``"file:row"`` of messages).
+        problems: raises or records each bad row.
+        check: ``"list"``, ``"sampled"`` or ``"full"`` (see the module docstring).
+        workers: threads for the checks (listing and decoding release the GIL).
+    """
+    level = resolve_check(check, skip_bad=problems.skip_bad)
+
+    def one(sample: Sample):
+        try:
+            return check_clip(sample, level=level, num_segments=num_segments), None
+        except DataError as e:
+            return None, str(e)
+
+    if workers > 1 and len(samples) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, samples, chunksize=16))
+    else:
+        results = [one(s) for s in samples]
+    kept, differ, example = [], 0, ""
+    for sample, (count, error) in zip(samples, results, strict=True):
+        if error is not None:
+            problems.report(sample.source or sample.path, error)
+            continue
+        if count is not None:
+            if sample.num_frames is not None and sample.num_frames != count:
+                differ += 1
+                example = example or (
+                    f"{sample.source}: annotated {sample.num_frames}, folder has {count}"
+                )
+            sample.num_frames = count
+        kept.append(sample)
+    if differ:
+        warnings.warn(
+            f"{differ} of {len(samples)} rows give a num_frames that differs from their "
+            f"clip (the clip's own count is used), e.g. {example}",
+            DataWarning,
+            stacklevel=3,
+        )
+    return kept
+
+
+def require_samples(samples: Sequence[Sample], problems: Problems, *, annotation: str) -> None:
+    """Raise DataError when no row of ``annotation`` survived."""
+    if samples:
+        return
+    if problems.skipped:
+        raise DataError(
+            f"{annotation}: no usable rows ({len(problems.skipped)} skipped; first: "
+            f"{problems.skipped[0]})"
+        )
+    raise DataError(f"{annotation}: annotation has no rows")
