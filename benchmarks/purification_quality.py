@@ -5,14 +5,18 @@ the table gives WAR/UAR on the clean test split and the precision/recall of prun
 (vs the low-quality ground truth) and of correction (vs the annotation-error ground
 truth) at the final epoch, as mean ± std over seeds.
 
-    python benchmarks/purification_quality.py --seeds 0 1 2 [--config demo] [key=value ...]
+    python benchmarks/purification_quality.py --seeds 0 1 2 [--config demo] [--jobs 2] [key=value ...]
+
+``--jobs N`` trains N runs at a time in separate processes (one thread each).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import copy
 import json
+import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
@@ -33,8 +37,17 @@ VARIANTS = {
     "FGC only": (False, True),
     "CGP + FGC": (True, True),
 }
-COLUMNS = ("war", "uar", "pruned", "corrected", "prune_precision", "prune_recall",
-           "correct_precision", "correct_recall", "seconds")
+COLUMNS = (
+    "war",
+    "uar",
+    "pruned",
+    "corrected",
+    "prune_precision",
+    "prune_recall",
+    "correct_precision",
+    "correct_recall",
+    "seconds",
+)
 
 
 def fmt(values, pct=True):
@@ -45,17 +58,37 @@ def fmt(values, pct=True):
     return f"{scale * v.mean():.1f} ± {scale * v.std():.1f}"
 
 
+def run_one(cfg, gt, threads):
+    """Train one variant and score its final purification against the ground truth."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    r = train(cfg, progress=False)
+    led = r.purifier.ledger
+    s = purification_scores(
+        led.column("state")[-1],
+        led.column("label")[-1],
+        low_quality=gt["low_quality"],
+        true_label=gt["true_label"],
+        given_label=gt["given_label"],
+    )
+    return cfg.name, {"war": r.war, "uar": r.uar, **s, "seconds": time.perf_counter() - t0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="demo", help="YAML file or packaged config name")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out", default="runs/purification_quality")
+    ap.add_argument("--jobs", type=int, default=1, help="runs trained at a time")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.epochs=30")
     args = ap.parse_args()
     base = _resolve_config(args.config, args.overrides, {})
     gt = load_ground_truth(load_split(base.data, "train").root, split="train")
-    results: dict[str, list[dict]] = {}
+    jobs = []
     for name in args.variants.split(","):
         cgp, fgc = VARIANTS[name]
         for seed in args.seeds:
@@ -63,20 +96,22 @@ def main() -> None:
             cfg.seed, cfg.purify.cgp, cfg.purify.fgc = seed, cgp, fgc
             cfg.name = f"{name.replace(' ', '').replace('+', '_')}-seed{seed}"
             cfg.out_dir = args.out
-            t0 = time.perf_counter()
-            r = train(cfg, progress=False)
-            led = r.purifier.ledger
-            s = purification_scores(
-                led.column("state")[-1], led.column("label")[-1],
-                low_quality=gt["low_quality"], true_label=gt["true_label"],
-                given_label=gt["given_label"],
+            jobs.append((name, cfg))
+    results: dict[str, list[dict]] = {name: [] for name, _ in jobs}
+    threads = 1 if args.jobs > 1 else None
+    with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, cfg, gt, threads): name for name, cfg in jobs}
+        for fut in cf.as_completed(futures):
+            run_name, row = fut.result()
+            results[futures[fut]].append(row)
+            print(
+                f"{run_name}: " + json.dumps({k: round(float(row[k]), 4) for k in COLUMNS}),
+                flush=True,
             )
-            row = {"war": r.war, "uar": r.uar, **s, "seconds": time.perf_counter() - t0}
-            results.setdefault(name, []).append(row)
-            print(f"{cfg.name}: " + json.dumps({k: round(float(row[k]), 4) for k in COLUMNS}),
-                  flush=True)
-    header = ("| variant | WAR | UAR | pruned | corrected | prune P | prune R | correct P | "
-              "correct R | s/run |")
+    header = (
+        "| variant | WAR | UAR | pruned | corrected | prune P | prune R | correct P | "
+        "correct R | s/run |"
+    )
     lines = [
         f"SynthDFER purification quality — config {args.config}, seeds {args.seeds}, "
         f"overrides {args.overrides or 'none'}; mean ± std; P/R in %",
@@ -87,16 +122,21 @@ def main() -> None:
     for name, rows in results.items():
         purifying = any(VARIANTS[name])
         col = {k: [r[k] for r in rows] for k in COLUMNS}
-        pr = [fmt(col[k]) if purifying else "–" for k in
-              ("prune_precision", "prune_recall", "correct_precision", "correct_recall")]
+        pr = [
+            fmt(col[k]) if purifying else "–"
+            for k in ("prune_precision", "prune_recall", "correct_precision", "correct_recall")
+        ]
         lines.append(
             f"| {name} | {fmt(col['war'])} | {fmt(col['uar'])} | "
             f"{fmt(col['pruned'], False)} | {fmt(col['corrected'], False)} | "
-            + " | ".join(pr) + f" | {np.mean(col['seconds']):.0f} |"
+            + " | ".join(pr)
+            + f" | {np.mean(col['seconds']):.0f} |"
         )
     lines.append("")
-    lines.append(f"chance: low-quality share {100 * gt['low_quality'].mean():.1f}%, "
-                 f"wrong labels {100 * gt['mislabeled'].mean():.1f}%")
+    lines.append(
+        f"chance: low-quality share {100 * gt['low_quality'].mean():.1f}%, "
+        f"wrong labels {100 * gt['mislabeled'].mean():.1f}%"
+    )
     table = "\n".join(lines)
     print(table)
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
+from d2sp.models import list_backbones
 from d2sp.purify import Ledger
 from d2sp.train import train
 
@@ -87,3 +88,64 @@ def test_cli_train_runs(tmp_path, synth_root):
     result = CliRunner().invoke(app, [*args, "--no-progress", "--epochs", "2"])
     assert result.exit_code == 0, result.output
     assert "WAR" in result.output and (tmp_path / "cli" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("purify.lam=1.5", "purify.lam: expected a value in [0, 1], got 1.5"),
+        ("model.name=resnet9000", "model.name: unknown backbone 'resnet9000'; known:"),
+        ("data.dataset=imagenet", "data.dataset: unknown dataset 'imagenet'; known:"),
+        ("purify.warmup_epochs=5", "purify.warmup_epochs (5) >= optim.epochs (3)"),
+        ("purify.t=9", "purify.t (9) > optim.epochs (3)"),
+    ],
+)
+def test_senseless_config_refused_before_anything_starts(tmp_path, override, message):
+    cfg = tiny_config(tmp_path, tmp_path / "never-generated", override, "name=x")
+    with pytest.raises(ValueError) as err:
+        train(cfg, progress=False)
+    assert message in str(err.value)
+    assert not (tmp_path / "never-generated").exists() and not (tmp_path / "x").exists()
+
+
+def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path, synth_root, monkeypatch):
+    import d2sp.train as trainer
+
+    calls = {"n": 0}
+    real = trainer.weighted_cross_entropy
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 8 else loss  # epoch 2, batch 2 (6 per epoch)
+
+    monkeypatch.setattr(trainer, "weighted_cross_entropy", flaky)
+    cfg = tiny_config(tmp_path, synth_root, "name=nan")
+    with pytest.raises(trainer.NonFiniteLossError, match="at epoch 2, batch 2"):
+        train(cfg, progress=False)
+    ckpt = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1  # the last good checkpoint is kept
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_backbone_trains_through_the_same_trainer(tmp_path, synth_root, name):
+    from tests.test_models import tiny
+
+    kwargs, size = tiny(name)
+    cfg = tiny_config(
+        tmp_path,
+        synth_root,
+        f"name={name}",
+        f"model.name={name}",
+        f"data.size={size}",
+        "optim.epochs=2",
+        "purify.warmup_epochs=1",
+    )
+    cfg.model.options = kwargs
+    result = train(cfg, progress=False)
+    rows = [
+        json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in rows] == [1, 2] and np.isfinite(rows[-1]["loss"])
+    assert result.purifier.ledger.column("state")[-1].tolist() != [0] * 48  # decisions taken

@@ -58,6 +58,7 @@ def train(
     name: str = typer.Option(None, help="Run name (folder under out_dir)"),
     out_dir: str = typer.Option(None, help="Folder holding run folders"),
     skip_bad: bool = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad samples"),
+    resume: str = typer.Option(None, help="Continue the run in this folder from last.pt"),
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
     """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
@@ -75,9 +76,18 @@ def train(
         "data.skip_bad": None if skip_bad is None else str(skip_bad).lower(),
     }
     try:
-        cfg = _resolve_config(config, overrides, flags)
-        result = run_training(cfg, progress=not no_progress, console=console)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+            cfg = load_config(run_dir / "config.yaml", overrides)
+            result = run_training(
+                cfg, run_dir=run_dir, resume=True, progress=not no_progress, console=console
+            )
+        else:
+            cfg = _resolve_config(config, overrides, flags)
+            result = run_training(cfg, progress=not no_progress, console=console)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
     console.print(
         f"[bold]{cfg.name}[/]: WAR {100 * result.war:.2f}  UAR {100 * result.uar:.2f}  "
@@ -105,9 +115,9 @@ def demo(
 
     try:
         base_cfg = _resolve_config(config, overrides, {})
-    except ConfigError as e:
+        split = load_split(base_cfg.data, "train", progress=not no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    split = load_split(base_cfg.data, "train", progress=not no_progress)
     console.print(f"SynthDFER at [bold]{split.root}[/] ({len(split.samples)} training clips)")
     gt = load_ground_truth(split.root, split="train")
     rows = []
@@ -116,7 +126,10 @@ def demo(
         cfg.purify.cgp, cfg.purify.fgc = cgp, fgc
         cfg.name = "d2sp" if cgp or fgc else "baseline"
         cfg.out_dir = out_dir
-        result = run_training(cfg, progress=not no_progress, console=console)
+        try:
+            result = run_training(cfg, progress=not no_progress, console=console)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
         ledger = result.purifier.ledger
         scores = purification_scores(
             ledger.column("state")[-1],
@@ -163,13 +176,17 @@ def demo(
     )
 
 
-def _register_prepare() -> None:
+def _register_commands() -> None:
+    from d2sp.commands.export import export
     from d2sp.commands.prepare import prepare
+    from d2sp.commands.report import report
 
     app.command("prepare")(prepare)
+    app.command("report")(report)
+    app.command("export")(export)
 
 
-_register_prepare()
+_register_commands()
 
 
 def main() -> None:

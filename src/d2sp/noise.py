@@ -76,7 +76,10 @@ class DualNoise:
     def summary(self) -> dict[str, float]:
         """Shares of each kind of noise over the ``N`` samples."""
         n = len(self.labels)
-        out = {"unusable": float(self.unusable.mean()), "mislabelled": float(self.mislabelled.mean())}
+        out = {
+            "unusable": float(self.unusable.mean()),
+            "mislabelled": float(self.mislabelled.mean()),
+        }
         for kind in UNUSABLE_KINDS:
             out[f"unusable_{kind}"] = float((self.unusable_kind == kind).sum() / n)
         for kind in LABEL_NOISE_KINDS:

@@ -29,6 +29,7 @@ from d2sp.data.splits import load_split
 from d2sp.losses import weighted_cross_entropy
 from d2sp.metrics import confusion_matrix, war_uar
 from d2sp.models import create_model
+from d2sp.purify import Ledger
 from d2sp.purify.factory import create_purifier
 from d2sp.purify.improved import training_hooks
 
@@ -48,6 +49,58 @@ class RunResult:
     purifier: object  # Purifier or ImprovedPurifier
     class_names: tuple[str, ...]
     seconds: float
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Refuse a config that makes no sense before anything starts (ValueError, with the reason)."""
+    from d2sp.data.registry import list_datasets
+    from d2sp.models import list_backbones
+    from d2sp.purify.factory import PURIFIERS
+
+    p, o = cfg.purify, cfg.optim
+    problems = []
+    if cfg.model.name not in list_backbones():
+        problems.append(
+            f"model.name: unknown backbone {cfg.model.name!r}; known: {', '.join(list_backbones())}"
+        )
+    datasets = ["synthdfer", *list_datasets()]
+    if cfg.data.dataset not in datasets:
+        problems.append(
+            f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(datasets)}"
+        )
+    if p.mode not in PURIFIERS:
+        problems.append(f"purify.mode: expected one of {', '.join(PURIFIERS)}, got {p.mode!r}")
+    if p.lam is not None and not 0.0 <= p.lam <= 1.0:
+        problems.append(f"purify.lam: expected a value in [0, 1], got {p.lam}")
+    if p.tau is not None and not -1.0 <= p.tau <= 1.0:
+        problems.append(f"purify.tau: expected a value in [-1, 1], got {p.tau}")
+    if p.t is not None and p.t < 1:
+        problems.append(f"purify.t: expected an integer >= 1, got {p.t}")
+    if (p.cgp or p.fgc) and o.epochs > 0:
+        t = p.t if p.t is not None else 2
+        if p.warmup_epochs >= o.epochs:
+            problems.append(
+                f"purify.warmup_epochs ({p.warmup_epochs}) >= optim.epochs ({o.epochs}): "
+                "no purification decision would ever be taken"
+            )
+        elif t > o.epochs:
+            problems.append(f"purify.t ({t}) > optim.epochs ({o.epochs}): no window ever fills")
+    if o.epochs < 0 or o.batch_size < 1 or o.lr <= 0:
+        problems.append(
+            f"optim: expected epochs >= 0, batch_size >= 1 and lr > 0, got "
+            f"{o.epochs}, {o.batch_size}, {o.lr}"
+        )
+    if cfg.data.num_frames < 1 or cfg.data.size < 8:
+        problems.append(
+            f"data: expected num_frames >= 1 and size >= 8, got {cfg.data.num_frames}, "
+            f"{cfg.data.size}"
+        )
+    if problems:
+        raise ValueError("config refused:\n  " + "\n  ".join(problems))
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,11 +172,17 @@ def train(
     cfg: RunConfig,
     *,
     run_dir: str | Path | None = None,
+    resume: bool = False,
     progress: bool = True,
     console: Console | None = None,
 ) -> RunResult:
-    """Train one run as configured; returns its :class:`RunResult`."""
+    """Train one run as configured; returns its :class:`RunResult`.
+
+    With ``resume=True`` the run continues from ``run_dir/last.pt`` (model, optimizer,
+    scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would.
+    """
     console = console or Console()
+    validate_config(cfg)
     start = time.perf_counter()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -162,7 +221,10 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.write_text("")
+    ckpt_path = run_dir / "last.pt"
+    resume = resume and ckpt_path.is_file()
+    if not resume:
+        metrics_path.write_text("")
     (run_dir / "class_counts.json").write_text(
         json.dumps({"train": class_counts(train_split), "test": class_counts(test_split)}, indent=1)
     )
@@ -204,6 +266,12 @@ def train(
 
     best = {"war": -1.0, "uar": 0.0, "epoch": 0}
     war = uar = 0.0
+    start_epoch = 0
+    if resume:
+        start_epoch, best, war, uar = _restore(
+            ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir
+        )
+        console.print(f"resuming {run_dir} after epoch {start_epoch}")
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -215,7 +283,7 @@ def train(
         disable=not progress,
     )
     with bar:
-        for epoch in range(cfg.optim.epochs):
+        for epoch in range(start_epoch, cfg.optim.epochs):
             t0 = time.perf_counter()
             train_ds.set_epoch(epoch)
             kept = purifier.kept_indices()
@@ -243,8 +311,9 @@ def train(
             model.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)
             seen = 0
-            for clips, _, idx in loader:
+            for step, (clips, _, idx) in enumerate(loader):
                 clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
                 labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
                 with autocast():
@@ -258,6 +327,9 @@ def train(
                     loss = F.cross_entropy(
                         logits.float(), labels, label_smoothing=cfg.optim.label_smoothing
                     )
+                # first non-finite batch, tracked on the device (no sync per step)
+                bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
+                first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -268,6 +340,12 @@ def train(
                 correct += (logits.detach().argmax(1) == labels).sum()
                 seen += len(idx)
                 bar.update(task, advance=1)
+            if int(first_bad) >= 0:
+                raise NonFiniteLossError(
+                    f"loss became NaN or infinite at epoch {epoch + 1}, batch "
+                    f"{int(first_bad) + 1}: stopped; the last good checkpoint is "
+                    f"{run_dir / 'last.pt'} (lower optim.lr?)"
+                )
             rescore = hooks.rescore_indices() if cfg.purify.revisit_pruned else []
             if purifying and len(rescore):
                 view = train_ds if cfg.purify.mode == "paper" else rescore_ds
@@ -307,8 +385,16 @@ def train(
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 purifier=purifier.state_dict(),
+                teacher=_teacher_state(hooks),
+                rng={
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                },
+                best=best,
             )
-            _save_atomic(ckpt, run_dir / "last.pt")
+            if ckpt_path.is_file():  # keep the previous one too
+                os.replace(ckpt_path, run_dir / "prev.pt")
+            _save_atomic(ckpt, ckpt_path)
             if progress:
                 console.print(
                     f"[dim]{cfg.name}[/] epoch {epoch + 1:>3}/{cfg.optim.epochs}  "
@@ -376,6 +462,46 @@ def _guard_purification(purifier, class_names, cfg, epoch, console) -> None:
     if cfg.purify.stop_on_overprune:
         raise PurificationGuardError(message + " (stopping: purify.stop_on_overprune)")
     console.print(f"[bold yellow]warning:[/] {message}")
+
+
+def _teacher_state(hooks) -> dict:
+    t = hooks.teacher
+    if t is None:
+        return {}
+    return {
+        "model": t.model.state_dict(),
+        "steps": t.steps,
+        "steps_per_epoch": -1 if t.steps_per_epoch is None else t.steps_per_epoch,
+        "epoch_seen": hooks._epoch_seen,
+        "steps_this_epoch": hooks._steps_this_epoch,
+    }
+
+
+def _restore(ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir):
+    """Load ``last.pt`` into the run's objects; returns (epoch, best, war, uar)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    epoch = int(ckpt["epoch"])
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    purifier.load_state_dict(ckpt["purifier"])
+    if hooks.teacher is not None and ckpt.get("teacher"):
+        t = ckpt["teacher"]
+        hooks.teacher.model.load_state_dict(t["model"])
+        hooks.teacher.steps = int(t["steps"])
+        hooks.teacher.steps_per_epoch = None if t["steps_per_epoch"] < 0 else t["steps_per_epoch"]
+        hooks._epoch_seen, hooks._steps_this_epoch = t["epoch_seen"], t["steps_this_epoch"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    if purifier.ledger is not None and (run_dir / "ledger.npz").is_file():
+        ledger = Ledger.load(run_dir / "ledger.npz")
+        ledger.rows = {k: v[:epoch] for k, v in ledger.rows.items()}  # drop rows after ckpt
+        purifier.ledger = ledger
+    lines = metrics_path.read_text().splitlines()[:epoch]
+    metrics_path.write_text("".join(line + "\n" for line in lines))
+    last = json.loads(lines[-1]) if lines else {"war": 0.0, "uar": 0.0}
+    return epoch, dict(ckpt["best"]), last["war"], last["uar"]
 
 
 def build_purifier(cfg: RunConfig, labels, num_classes: int, device):

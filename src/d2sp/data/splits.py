@@ -18,8 +18,11 @@ def cache_dir() -> Path:
 
 
 def synthdfer_root(options: dict) -> Path:
-    """Where SynthDFER with these generator options lives inside the cache folder."""
+    """Where SynthDFER with these generator options (and version) lives in the cache folder."""
+    from d2sp.data.synth import SYNTH_VERSION
+
     key = {k: v for k, v in sorted(options.items()) if k not in ("workers", "progress")}
+    key["version"] = SYNTH_VERSION
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return cache_dir() / f"synthdfer-{digest}"
 

@@ -14,19 +14,30 @@ FIELDS = ("weight", "pred", "p_pred", "p_label")
 
 
 class History:
-    """Ring buffer of width ``t`` over ``N`` samples, on one device."""
+    """Ring buffer of width ``t`` over ``N`` samples, on one device.
+
+    Each field is stored slot-major as ``(t, N)`` so that committing an epoch writes whole
+    contiguous rows; the properties expose the ``(N, t)`` view the stages take.
+    """
 
     def __init__(self, num_samples: int, t: int, *, device: torch.device | str = "cpu"):
         self.t = t
         dev = torch.device(device)
-        self.weight = torch.zeros(num_samples, t, device=dev)  # (N, t)
-        self.pred = torch.zeros(num_samples, t, dtype=torch.int16, device=dev)  # (N, t)
-        self.p_pred = torch.zeros(num_samples, t, device=dev)  # (N, t)
-        self.p_label = torch.zeros(num_samples, t, device=dev)  # (N, t)
+        self._slots = {
+            "weight": torch.zeros(t, num_samples, device=dev),  # (t, N)
+            "pred": torch.zeros(t, num_samples, dtype=torch.int16, device=dev),  # (t, N)
+            "p_pred": torch.zeros(t, num_samples, device=dev),  # (t, N)
+            "p_label": torch.zeros(t, num_samples, device=dev),  # (t, N)
+        }
         self.count = torch.zeros(num_samples, dtype=torch.int64, device=dev)  # (N,)
         # staging row for the epoch in progress
-        self.stage = {f: torch.zeros_like(getattr(self, f)[:, 0]) for f in FIELDS}
+        self.stage = {f: torch.zeros_like(v[0]) for f, v in self._slots.items()}  # (N,) each
         self.seen = torch.zeros(num_samples, dtype=torch.bool, device=dev)  # (N,)
+
+    weight = property(lambda self: self._slots["weight"].T)  # (N, t)
+    pred = property(lambda self: self._slots["pred"].T)  # (N, t)
+    p_pred = property(lambda self: self._slots["p_pred"].T)  # (N, t)
+    p_label = property(lambda self: self._slots["p_label"].T)  # (N, t)
 
     def stage_batch(
         self,
@@ -46,20 +57,23 @@ class History:
     def commit(self) -> torch.Tensor:
         """Write the staged records into the ring; returns the ``(N,)`` mask of samples seen."""
         seen = self.seen.clone()
-        idx = seen.nonzero().squeeze(1)  # (M,)
-        pos = self.count[idx] % self.t  # (M,)
-        for f in FIELDS:
-            getattr(self, f)[idx, pos] = self.stage[f][idx]
-        self.count[idx] += 1
+        pos = self.count % self.t  # (N,) slot each sample writes next
+        for s in range(self.t):
+            write = seen & (pos == s)  # (N,)
+            for f, rows in self._slots.items():
+                rows[s] = torch.where(write, self.stage[f], rows[s])
+        self.count += seen
         self.seen.zero_()
         return seen
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f: getattr(self, f).cpu() for f in (*FIELDS, "count")}
+        state = {f: v.T.contiguous().cpu() for f, v in self._slots.items()}  # (N, t) each
+        state["count"] = self.count.cpu()
+        return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for f in (*FIELDS, "count"):
-            target = getattr(self, f)
+            target = self.count if f == "count" else self._slots[f].T
             if state[f].shape != target.shape:
                 raise ValueError(
                     f"history field {f!r}: expected shape {tuple(target.shape)}, "

@@ -2,20 +2,29 @@
 
 It keeps the paper's idea (a learned per-sample weight, dynamic pruning recomputed every
 epoch, correction of stably mispredicted samples) and fixes what goes wrong on real images
-with dual noise; each fix is one keyword switch of :class:`ImprovedPurifier`:
+with dual noise. Each fix is one keyword switch of :class:`ImprovedPurifier`:
 
-- ``rank_reg``: rank regularisation of the weights (a loss term), so the weight branch
-  separates samples instead of sitting near 1 for all;
-- ``class_relative``: a sample is pruned when its score falls below ``lam`` times the median
-  score of its predicted class, not below one global λ, so hard classes are not thinned;
-- ``teacher``: the records that decisions are taken from come from a slowly moving EMA copy
-  of the model scoring every sample without gradient, not from the model being trained;
-- ``agree``: a correction needs the same prediction in ``agree`` consecutive records;
-- ``expire_after``: a correction lapses after that many epochs and must be earned again.
+- ``rank_reg``: rank regularisation of the weights (a loss term, from the end of warm-up)
+  so that the weight branch spreads its weights instead of sitting near 1 for everything;
+- ``class_relative``: the pruning score is compared with ``lam`` times the median score of
+  the samples annotated with the same class, not with one global λ, so a hard class is not
+  thinned out and the thresholds follow the model's confidence as training goes on;
+- ``teacher``: decisions come from an EMA copy of the model scoring un-augmented samples
+  without gradient, not from the training pass of the model being trained; a kept sample
+  is re-scored every ``rescore_every`` epochs (pruned ones every epoch), which spaces the
+  records out (slower, steadier decisions) and keeps the extra cost small;
+- ``agree``: a correction needs the same prediction ``ŷ ≠ y`` in ``agree`` consecutive
+  records taken while the sample was kept: a sample coming back from the pruned set is
+  not corrected at once;
+- ``rejoin``: hysteresis: a pruned sample comes back only when its score exceeds ``rejoin``
+  times its class median (``lam`` to be pruned, ``rejoin ≥ lam`` to come back), because an
+  unusable image that is not trained on drifts to confident predictions all the same;
+- ``expire_after`` (off by default): a correction lapses after that many epochs; the sample
+  is held out until ``agree`` fresh records earn it again.
 
-Usable from any training loop with three extra lines (see :func:`training_hooks`)::
+Usable from any training loop with a few extra lines (see :class:`TrainingHooks`)::
 
-    purifier = create_purifier("d2sp+", labels, num_classes=K)
+    purifier = create_purifier("d2sp+", labels, num_classes=K, warmup_epochs=5)
     hooks = training_hooks(purifier, model)
     for epoch in range(epochs):
         for x, _, idx in loader_over(purifier.kept_indices()):
@@ -25,10 +34,12 @@ Usable from any training loop with three extra lines (see :func:`training_hooks`
             optimizer.zero_grad(); loss.backward(); optimizer.step()
             hooks.after_step()
             purifier.record(idx, logits.detach(), w.detach())
-        with torch.no_grad():
-            for x, _, idx in loader_over(hooks.rescore_indices()):  # un-augmented views
-                purifier.record(idx, *hooks.scorer(x))
+        for x, _, idx in loader_over(hooks.rescore_indices()):  # un-augmented views
+            hooks.record_rescored(idx, *hooks.scorer(x))
         purifier.end_epoch()
+
+The same loop runs the paper's :class:`~d2sp.purify.purifier.Purifier` unchanged: its
+hooks add no loss, keep no teacher and re-score the pruned samples with the model.
 
 Shapes: ``N`` samples, ``K`` classes, ``W`` records kept per sample, newest first.
 """
@@ -46,7 +57,6 @@ from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
 from d2sp.purify.purifier import _as_label_tensor
 
 FIELDS = ("weight", "pred", "p_pred", "p_label")
-TEACHERS = ("predictions", "model", "off")
 
 # ---- pure rules over arrays ---------------------------------------------------------------
 
@@ -60,7 +70,8 @@ def window_mean(values: torch.Tensor, count: torch.Tensor, n: int) -> torch.Tens
 def class_medians(
     score: torch.Tensor, cls: torch.Tensor, valid: torch.Tensor, *, num_classes: int
 ) -> torch.Tensor:
-    """``(K,)`` median of ``score (N,)`` over the valid samples of each class ``cls (N,)``.
+    """``(K,)`` median of ``score (N,)`` over the valid samples of each class ``cls (N,)``
+    (the lower middle value for an even count, as ``torch.median``).
 
     A class with no valid sample gets the median over all valid samples (NaN if none).
     """
@@ -79,16 +90,17 @@ def class_relative_pruning(
     cls: torch.Tensor,
     decided: torch.Tensor,
     *,
-    lam: float,
+    lam: float | torch.Tensor,
     num_classes: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep ``{i : S_i > lam · median_{j : cls_j = cls_i} S_j}``; undecided samples are kept.
+    """Keep ``{i : S_i ≥ lam_i · median_{j decided, cls_j = cls_i} S_j}``; undecided are kept.
 
     Args:
-        score: ``(N,)`` window-mean score ``S`` (any value where undecided).
-        cls: ``(N,)`` int class each score is about (the predicted class for ``w · p[pred]``).
+        score: ``(N,)`` window-mean score ``S`` (any finite value where undecided).
+        cls: ``(N,)`` int class whose median each sample is compared with (all zeros for one
+            global reference).
         decided: ``(N,)`` bool, the sample has a full window.
-        lam: relative threshold in ``[0, 1]``.
+        lam: relative threshold, a float or ``(N,)`` per sample (hysteresis).
         num_classes: ``K``.
 
     Returns:
@@ -96,13 +108,8 @@ def class_relative_pruning(
     """
     med = class_medians(score, cls, decided, num_classes=num_classes)  # (K,)
     threshold = lam * med[cls.long()]  # (N,)
-    keep = ~decided | (score > threshold)  # (N,)
+    keep = ~decided | (score >= threshold)  # (N,)
     return keep, threshold
-
-
-def global_pruning(score: torch.Tensor, decided: torch.Tensor, *, lam: float) -> torch.Tensor:
-    """The paper's CGP rule on a precomputed score: keep ``{i : S_i > λ}``; ``(N,)`` bool."""
-    return ~decided | (score > lam)
 
 
 def agreeing_prediction(
@@ -134,14 +141,14 @@ def agreeing_correction(
     agree: int,
     tau: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Correct ``i`` to ``ŷ`` when its newest ``agree`` records all predict ``ŷ ≠ y_i`` and
-    ``Δp = mean(p[ŷ]) − mean(p[y_i]) > τ`` over them.
+    """Correct ``i`` to ``ŷ`` when its newest ``agree`` records (all taken since its last
+    reset) predict ``ŷ ≠ y_i`` and ``Δp = mean(p[ŷ]) − mean(p[y_i]) > τ`` over them.
 
     Args:
         preds, p_pred, p_label: ``(N, W)`` records, newest first.
         fresh: ``(N,)`` records since the sample's agreement was last reset.
         labels: ``(N,)`` int64 annotation ``y``.
-        eligible: ``(N,)`` bool samples that may be corrected.
+        eligible: ``(N,)`` bool samples that may be corrected (the kept ones).
         agree: records that must agree.
         tau: margin τ on ``Δp``.
 
@@ -169,15 +176,19 @@ def expired_corrections(
     return (corrected_since >= 0) & (epoch - corrected_since >= expire_after)
 
 
+def rescore_turn(num_samples: int, epoch: int, every: int) -> np.ndarray:
+    """``(N,)`` bool: the kept samples whose turn it is to be re-scored this epoch."""
+    return (np.arange(num_samples) + epoch) % every == 0
+
+
 # ---- records ------------------------------------------------------------------------------
 
 
 class OrderedHistory:
-    """The newest ``W`` records of ``N`` samples, column 0 the newest; one per epoch.
+    """The newest ``W`` records of ``N`` samples, column 0 the newest; one per epoch at most.
 
-    Records are staged batch by batch (the last one of an epoch wins) and committed once per
-    epoch, as in :class:`d2sp.purify.history.History`, but kept in order so that windows of
-    different lengths can be read from one buffer.
+    Like :class:`d2sp.purify.history.History`, but kept in order so that windows of
+    different lengths (``t`` for pruning, ``agree`` for correction) read one buffer.
     """
 
     def __init__(self, num_samples: int, width: int, *, device: torch.device | str = "cpu"):
@@ -188,28 +199,15 @@ class OrderedHistory:
         self.p_pred = torch.zeros(num_samples, width, device=dev)  # (N, W)
         self.p_label = torch.zeros(num_samples, width, device=dev)  # (N, W)
         self.count = torch.zeros(num_samples, dtype=torch.int64, device=dev)  # (N,)
-        self.stage = {f: torch.zeros_like(getattr(self, f)[:, 0]) for f in FIELDS}
-        self.seen = torch.zeros(num_samples, dtype=torch.bool, device=dev)  # (N,)
 
-    def stage_batch(self, indices, weight, pred, p_pred, p_label) -> None:
-        """Stage one batch; every argument is ``(B,)`` on this device."""
-        self.stage["weight"][indices] = weight.float()
-        self.stage["pred"][indices] = pred.to(torch.int16)
-        self.stage["p_pred"][indices] = p_pred.float()
-        self.stage["p_label"][indices] = p_label.float()
-        self.seen[indices] = True
-
-    def commit(self) -> torch.Tensor:
-        """Shift the staged records in as the newest column; returns the ``(N,)`` seen mask."""
-        seen = self.seen.clone()
-        idx = seen.nonzero().squeeze(1)  # (M,)
+    def push(self, idx: torch.Tensor, **fields: torch.Tensor) -> None:
+        """Shift one record per sample in as the newest column; every field is ``(M,)``."""
         for f in FIELDS:
             buf = getattr(self, f)
             rows = buf[idx]  # (M, W)
-            buf[idx] = torch.cat([self.stage[f][idx].unsqueeze(1), rows[:, :-1]], dim=1)
+            new = fields[f].to(buf.dtype).unsqueeze(1)  # (M, 1)
+            buf[idx] = torch.cat([new, rows[:, :-1]], dim=1)
         self.count[idx] += 1
-        self.seen.zero_()
-        return seen
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f: getattr(self, f).cpu() for f in (*FIELDS, "count")}
@@ -225,10 +223,24 @@ class OrderedHistory:
             target.copy_(state[f].to(target.device))
 
 
+class _Staging:
+    """Records of the epoch in progress: probabilities ``(N, K)``, weights ``(N,)``, seen."""
+
+    def __init__(self, n: int, k: int, device: torch.device):
+        self.probs = torch.zeros(n, k, device=device)  # (N, K)
+        self.weight = torch.zeros(n, device=device)  # (N,)
+        self.seen = torch.zeros(n, dtype=torch.bool, device=device)  # (N,)
+
+    def put(self, idx: torch.Tensor, probs: torch.Tensor, w: torch.Tensor) -> None:
+        self.probs[idx] = probs
+        self.weight[idx] = w
+        self.seen[idx] = True
+
+
 # ---- the purifier -------------------------------------------------------------------------
 
 
-def _check(name: str, value, ok: bool, expected: str):
+def _check(name: str, value, ok: bool, expected: str) -> None:
     if not ok:
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
@@ -236,24 +248,39 @@ def _check(name: str, value, ok: bool, expected: str):
 class ImprovedPurifier:
     """Dynamic purification, mode ``d2sp+``; the same public API as :class:`Purifier`.
 
+    Per epoch, over the newest records (from the teacher when ``teacher``):
+
+    1. score ``S = mean_t(w · p[pred])``; a kept sample is pruned when ``S < lam · m_c``, a
+       pruned one comes back when ``S ≥ rejoin · m_c``, ``m_c`` the median score of the
+       decided samples annotated with its class ``c`` (of all samples without
+       ``class_relative``);
+    2. a kept sample whose newest ``agree`` records, all taken while it was kept, predict the
+       same ``ŷ ≠ y`` with ``Δp > tau`` trains on ``ŷ``; corrections are recomputed from the
+       annotation every epoch, as in the paper;
+    3. with ``expire_after``, a correction in force that long lapses and the sample is held
+       out (shown as pruned) until ``agree`` fresh records earn it again.
+
     Args:
         labels: ``(N,)`` original annotation ``y`` (never changed).
         num_classes: ``K``.
-        lam: pruning threshold: relative to the class median when ``class_relative`` (a
-            sample is pruned when ``S ≤ lam · median``), else absolute as in the paper.
-        tau: correction margin τ on ``Δp``.
-        t: records the pruning score ``S = mean(w · p[pred])`` is averaged over.
-        agree: consecutive records that must predict the same ``ŷ ≠ y`` for a correction.
-        warmup_epochs: epochs that train on everything before the first decision.
-        class_relative: class-relative pruning threshold (else the paper's global λ).
-        rank_reg: add :func:`rank_regularization` of the weights to the loss
-            (through :meth:`extra_loss`), with ``rank_margin`` and ``rank_ratio``.
-        teacher: decisions come from an EMA teacher scoring every sample each epoch
-            (through :func:`training_hooks`); ``teacher_epochs`` is its time constant.
-        expire_after: a correction lapses after this many epochs (0 = never) and the sample
-            is held out until ``agree`` fresh records earn it again.
+        lam: relative pruning threshold in [0, 1].
+        tau: correction margin τ on ``Δp`` in [-1, 1].
+        t: records the pruning score is averaged over.
+        agree: consecutive records that must agree for a correction.
+        warmup_epochs: epochs that train on every sample before the first decision (the rank
+            regularisation also starts after them).
+        class_relative: per-class medians (else one median over all samples).
+        rank_reg: add :func:`~d2sp.losses_extra.rank_regularization` of the weights to the
+            loss (:meth:`extra_loss`), with ``rank_margin`` and ``rank_ratio``.
+        teacher: take decisions from the records of an EMA teacher (see
+            :class:`TrainingHooks`), ``teacher_epochs`` its time constant in epochs; the
+            training-pass records are then ignored (used only if no re-scored record
+            arrives in an epoch, i.e. when the loop does not call the hooks).
+        rescore_every: a kept sample is re-scored by the teacher every that many epochs.
+        rejoin: relative threshold a pruned sample must exceed to come back (``None``: lam).
+        expire_after: a correction lapses after this many epochs (0 = never).
         cgp, fgc: stage switches.
-        device: where the records live.
+        device: where the records live; put them on the model's device.
         keep_ledger: keep every epoch's arrays in :attr:`ledger`.
     """
 
@@ -268,16 +295,16 @@ class ImprovedPurifier:
         tau: float = 0.2,
         t: int = 2,
         agree: int = 3,
-        warmup_epochs: int = 3,
+        warmup_epochs: int = 5,
         class_relative: bool = True,
         rank_reg: bool = True,
         rank_margin: float = 0.15,
         rank_ratio: float = 0.7,
-        teacher: str = "predictions",
+        teacher: bool = True,
         teacher_epochs: float = 2.0,
-        rescore_every: int = 2,
-        expire_after: int = 0,
+        rescore_every: int = 3,
         rejoin: float | None = 1.0,
+        expire_after: int = 0,
         cgp: bool = True,
         fgc: bool = True,
         device: torch.device | str = "cpu",
@@ -291,20 +318,19 @@ class ImprovedPurifier:
         _check("warmup_epochs", warmup_epochs, int(warmup_epochs) >= 0, "an integer >= 0")
         _check("rank_margin", rank_margin, 0.0 < rank_margin < 1.0, "a value in (0, 1)")
         _check("rank_ratio", rank_ratio, 0.0 < rank_ratio < 1.0, "a value in (0, 1)")
-        _check("teacher", teacher, teacher in TEACHERS, f"one of {TEACHERS}")
-        _check("teacher_epochs", teacher_epochs, teacher_epochs >= 1, "a number >= 1")
+        _check("teacher_epochs", teacher_epochs, teacher_epochs > 0, "a positive number")
+        _check("rescore_every", rescore_every, int(rescore_every) >= 1, "an integer >= 1")
+        rejoin = lam if rejoin is None else rejoin
+        _check("rejoin", rejoin, lam <= rejoin <= 2.0, f"None or a value in [lam={lam}, 2]")
         _check("expire_after", expire_after, int(expire_after) >= 0, "an integer >= 0")
         self.num_classes = int(num_classes)
         self.lam, self.tau, self.t, self.agree = float(lam), float(tau), int(t), int(agree)
         self.warmup_epochs = int(warmup_epochs)
         self.class_relative, self.rank_reg = bool(class_relative), bool(rank_reg)
-        self.teacher = teacher
         self.rank_margin, self.rank_ratio = float(rank_margin), float(rank_ratio)
-        self.teacher_epochs = float(teacher_epochs)
-        _check("rescore_every", rescore_every, int(rescore_every) >= 1, "an integer >= 1")
+        self.teacher, self.teacher_epochs = bool(teacher), float(teacher_epochs)
         self.rescore_every = int(rescore_every)
-        self.expire_after = int(expire_after)
-        self.rejoin = self.lam if rejoin is None else float(rejoin)
+        self.rejoin, self.expire_after = float(rejoin), int(expire_after)
         self.cgp, self.fgc = bool(cgp), bool(fgc)
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is None:
@@ -313,16 +339,12 @@ class ImprovedPurifier:
         self._labels_dev = self.labels.to(self.device)
         n = len(self.labels)
         self.history = OrderedHistory(n, max(self.t, self.agree), device=self.device)
+        self._train_stage = _Staging(n, self.num_classes, self.device)
+        self._rescore_stage = _Staging(n, self.num_classes, self.device)
         self.fresh = torch.zeros(n, dtype=torch.int64, device=self.device)  # (N,)
         self.corrected_since = torch.full((n,), -1, dtype=torch.int64, device=self.device)
         self.held_out = torch.zeros(n, dtype=torch.bool, device=self.device)  # (N,)
-        k = self.num_classes
-        self._stage_probs = torch.zeros(n, k, device=self.device)  # (N, K)
-        self._stage_weight = torch.zeros(n, device=self.device)  # (N,)
-        self._seen = torch.zeros(n, dtype=torch.bool, device=self.device)  # (N,)
-        self._avg_probs = torch.zeros(n, k, device=self.device)  # (N, K)
-        self._avg_weight = torch.zeros(n, device=self.device)  # (N,)
-        self.epoch = 0
+        self.epoch = 0  # epochs ended so far
         self.keep_mask = torch.ones(n, dtype=torch.bool)  # (N,) CPU
         self.current_labels = self.labels.clone()  # (N,) CPU
         self._current_dev = self._labels_dev.clone()
@@ -334,10 +356,11 @@ class ImprovedPurifier:
 
     @property
     def deciding(self) -> bool:
+        """Whether the epoch that has just ended took (or will take) decisions."""
         return self.epoch >= self.warmup_epochs and (self.cgp or self.fgc)
 
     def extra_loss(self, weights: torch.Tensor | None) -> torch.Tensor | float:
-        """The loss term to add to the weighted cross-entropy (rank regularisation or 0)."""
+        """Loss term to add to the weighted cross-entropy: rank regularisation after warm-up."""
         if not self.rank_reg or weights is None or self.epoch < self.warmup_epochs:
             return 0.0
         return rank_regularization(weights, margin=self.rank_margin, ratio=self.rank_ratio)
@@ -350,14 +373,12 @@ class ImprovedPurifier:
         *,
         rescore: bool = False,
     ) -> None:
-        """Record one batch: ``indices (B,)``, ``logits (B, K)``, ``weights (B,)`` or None.
+        """Record one batch: ``indices (B,)``, ``logits (B, K)`` (unweighted), ``weights (B,)``
+        or ``None`` (treated as 1).
 
-        ``rescore`` marks a no-grad re-scoring pass (see :class:`TrainingHooks`). With
-        ``teacher="model"`` only those count and training-pass records are ignored. A sample
-        recorded twice in an epoch keeps the last record.
+        ``rescore=True`` marks the end-of-epoch no-grad pass (:meth:`TrainingHooks.record_rescored`).
+        The last record of a sample in an epoch wins.
         """
-        if self.teacher == "model" and not rescore:
-            return
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"logits: expected shape (B, {self.num_classes}), got {tuple(logits.shape)}"
@@ -374,35 +395,39 @@ class ImprovedPurifier:
                 w = torch.ones(len(idx), device=self.device)  # (B,)
             else:
                 w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
-            self._stage_probs[idx] = probs
-            self._stage_weight[idx] = w
-            self._seen[idx] = True
+            stage = self._rescore_stage if rescore else self._train_stage
+            stage.put(idx, probs, w)
 
     def _commit_records(self) -> torch.Tensor:
-        """Turn the staged records into this epoch's history column; ``(N,)`` seen mask.
-
-        With ``teacher="predictions"`` the record is the running average of the sample's
-        probabilities and weights over epochs (``teacher_epochs`` its time constant).
-        """
-        seen = self._seen.clone()
+        """Push this epoch's records into the history; returns the ``(N,)`` recorded mask."""
+        rescored = self._rescore_stage
+        if self.teacher and bool(rescored.seen.any()):
+            stage = rescored
+        else:  # no teacher, or the loop does not re-score: the training pass decides
+            stage = self._train_stage
+            stage.put(*self._rescored_items())
+        seen = stage.seen.clone()
         idx = seen.nonzero().squeeze(1)  # (M,)
-        probs = self._stage_probs[idx]  # (M, K)
-        w = self._stage_weight[idx]  # (M,)
-        if self.teacher == "predictions":
-            first = (self.history.count[idx] == 0).unsqueeze(1)  # (M, 1)
-            a = 1.0 - 1.0 / self.teacher_epochs
-            probs = torch.where(first, probs, a * self._avg_probs[idx] + (1 - a) * probs)
-            w = torch.where(first[:, 0], w, a * self._avg_weight[idx] + (1 - a) * w)
-            self._avg_probs[idx] = probs
-            self._avg_weight[idx] = w
+        probs = stage.probs[idx]  # (M, K)
         p_pred, pred = probs.max(dim=1)  # (M,), (M,)
         p_label = probs.gather(1, self._labels_dev[idx].unsqueeze(1)).squeeze(1)  # (M,)
-        self.history.stage_batch(idx, w, pred, p_pred, p_label)
-        self._seen.zero_()
-        return self.history.commit()
+        self.history.push(idx, weight=stage.weight[idx], pred=pred, p_pred=p_pred, p_label=p_label)
+        for s in (self._train_stage, self._rescore_stage):
+            s.seen.zero_()
+        return seen
+
+    def _rescored_items(self):
+        """Re-scored records (the pruned samples' revisit) to lay over the training pass."""
+        r = self._rescore_stage
+        idx = r.seen.nonzero().squeeze(1)  # (M,)
+        return idx, r.probs[idx], r.weight[idx]
 
     def end_epoch(self) -> dict[str, int]:
-        """Commit the epoch's records and recompute the kept set and the labels."""
+        """Commit the epoch's records, recompute the kept set and labels, log the ledger.
+
+        Returns counts for the epoch just ended: ``recorded``, ``kept``, ``pruned``,
+        ``corrected``, ``undecided``.
+        """
         h = self.history
         seen = self._commit_records()
         self.fresh[seen] += 1
@@ -410,46 +435,43 @@ class ImprovedPurifier:
         y = self._labels_dev
         decided = h.count >= self.t  # (N,)
         score = window_mean(h.weight * h.p_pred, h.count, self.t)  # (N,)
-        cls = y  # (N,) thresholds relative to the samples annotated with the same class
-        was_pruned = ~self.keep_mask.to(self.device)  # (N,)
+        cls = y if self.class_relative else torch.zeros_like(y)  # (N,)
+        was_pruned = ~self.keep_mask.to(self.device) & ~self.held_out  # (N,) by CGP
         lam = torch.where(was_pruned, self.rejoin, self.lam)  # (N,) hysteresis
-        if self.class_relative:
-            keep, _ = class_relative_pruning(
-                torch.nan_to_num(score), cls, decided, lam=lam, num_classes=self.num_classes
-            )
-        else:
-            keep = global_pruning(score, decided, lam=lam)
+        keep, _ = class_relative_pruning(
+            torch.nan_to_num(score), cls, decided, lam=lam, num_classes=self.num_classes
+        )
         if not self.cgp:
             keep = torch.ones_like(keep)
-        correct, target, delta_p = agreeing_correction(
-            h.pred, h.p_pred, h.p_label, self.fresh, y, keep,
-            agree=self.agree, tau=self.tau,
-        )  # fmt: skip
-        if not self.fgc:
-            correct = torch.zeros_like(correct)
         if not self.deciding:
             keep = torch.ones_like(keep)
-            correct = torch.zeros_like(correct)
             decided = torch.zeros_like(decided)
-        # corrections that lapse: back to y, held out until `agree` fresh records re-earn them
-        was = self.corrected_since >= 0
-        lapse = expired_corrections(self.corrected_since, self.epoch, expire_after=self.expire_after)
+        # a correction needs `agree` records taken while kept: a sample pruned in this epoch
+        # (or still pruned) starts counting again
+        self.fresh[~keep | was_pruned] = 0
+        correct, target, delta_p = agreeing_correction(
+            h.pred, h.p_pred, h.p_label, self.fresh, y, keep, agree=self.agree, tau=self.tau
+        )
+        if not (self.fgc and self.deciding):
+            correct = torch.zeros_like(correct)
+        # corrections that lapse go back to y and are held out until re-earned
+        lapse = expired_corrections(
+            self.corrected_since, self.epoch, expire_after=self.expire_after
+        )
         self.fresh[lapse] = 0
         self.held_out = (self.held_out | lapse) & (self.fresh < self.agree)
         correct = correct & ~self.held_out
-        target = torch.where(correct, target, y)
-        start = correct & (~was | lapse)
-        self.corrected_since = torch.where(
-            correct, torch.where(start, self.epoch, self.corrected_since), -1
+        target = torch.where(correct, target, y)  # (N,)
+        start = correct & ((self.corrected_since < 0) | lapse)
+        since = torch.where(
+            start, torch.full_like(self.corrected_since, self.epoch), self.corrected_since
         )
+        self.corrected_since = torch.where(correct, since, torch.full_like(since, -1))
         keep = keep & ~self.held_out
-        # a pruned sample must be kept for `agree` epochs before it can be corrected
-        self.fresh[~keep] = 0
         self._current_dev = target.clone()
         self.keep_mask = keep.cpu()
         self.current_labels = target.cpu()
-        n = self.num_samples
-        state = torch.full((n,), KEPT, dtype=torch.int8, device=self.device)
+        state = torch.full((self.num_samples,), KEPT, dtype=torch.int8, device=self.device)
         state[~decided] = UNDECIDED
         state[~keep] = PRUNED
         state[keep & correct] = CORRECTED
@@ -471,6 +493,7 @@ class ImprovedPurifier:
         }
 
     def _newest_records(self, seen: torch.Tensor) -> dict[str, np.ndarray]:
+        """This epoch's records as CPU arrays; NaN (or -1 for ``pred``) where not recorded."""
         h = self.history
         out = {}
         for f in ("weight", "p_pred", "p_label"):
@@ -482,7 +505,7 @@ class ImprovedPurifier:
         return out
 
     def labels_for(self, indices) -> torch.Tensor:
-        """``(B,)`` int64 current training labels of these samples, on ``indices``' device."""
+        """``(B,)`` int64 current training labels ``ỹ`` of these samples, on ``indices``' device."""
         idx = torch.as_tensor(indices)
         if idx.device == self.device:
             return self._current_dev[idx.long()]
@@ -501,11 +524,11 @@ class ImprovedPurifier:
         return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
 
     def rescore_indices(self) -> np.ndarray:
-        """Indices to score without gradient at the end of the epoch: every sample when the
-        teacher decides, else the pruned ones (as the paper's revisit)."""
-        if self.teacher != "model":
+        """Indices to score without gradient at the end of this epoch, int64: with the
+        teacher, the pruned samples and the kept ones whose turn it is; else the pruned."""
+        if not self.teacher:
             return self.pruned_indices()
-        turn = (np.arange(self.num_samples) + self.epoch) % self.rescore_every == 0
+        turn = rescore_turn(self.num_samples, self.epoch, self.rescore_every)
         return np.flatnonzero(turn | ~self.keep_mask.numpy())
 
     def state_dict(self) -> dict:
@@ -534,11 +557,11 @@ class ImprovedPurifier:
 
 
 class EmaTeacher:
-    """An exponential moving average of a model's parameters (buffers copied), eval mode.
+    """An exponential moving average of a model's parameters (buffers copied), in eval mode.
 
-    ``decay`` per optimizer step is set from a time constant in epochs once the number of
-    steps per epoch is known (``1 − 1 / (epochs · steps)``) and ramps up to it as
-    ``(1 + step) / (10 + step)``, so that the teacher forgets the random initialisation fast.
+    The per-step decay follows a time constant in epochs once the number of steps per epoch
+    is known, ``1 − 1 / (epochs · steps)``, and ramps up to it as ``(1 + s) / (10 + s)``
+    after ``s`` steps so that the random initialisation is forgotten fast.
     """
 
     def __init__(self, model: nn.Module, *, time_constant_epochs: float = 2.0):
@@ -553,8 +576,7 @@ class EmaTeacher:
         ramp = (1.0 + self.steps) / (10.0 + self.steps)
         if self.steps_per_epoch is None:
             return ramp
-        target = 1.0 - 1.0 / max(1.0, self.time_constant_epochs * self.steps_per_epoch)
-        return min(ramp, target)
+        return min(ramp, 1.0 - 1.0 / max(1.0, self.time_constant_epochs * self.steps_per_epoch))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -570,31 +592,45 @@ class EmaTeacher:
         self.model.eval()
         return self.model(*args, **kwargs)
 
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "steps": self.steps,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.steps = int(state["steps"])
+        self.steps_per_epoch = state["steps_per_epoch"]
+
 
 class TrainingHooks:
-    """What a training loop calls besides the purifier: the extra loss, the teacher update,
-    which samples to re-score at the end of an epoch and with which model.
+    """What a training loop calls besides the purifier, for either mode.
 
-    For the paper's :class:`Purifier` every hook is neutral: no extra loss, no teacher, the
-    pruned samples are re-scored by the model itself.
+    - ``loss = loss + hooks.extra_loss(w)`` (rank regularisation; 0 for ``paper``);
+    - ``hooks.after_step()`` after each ``optimizer.step()`` (EMA teacher update);
+    - before ``purifier.end_epoch()``, for batches over ``hooks.rescore_indices()``
+      (un-augmented, test-time views): ``hooks.record_rescored(idx, *hooks.scorer(x))``.
+      ``scorer`` is the teacher, or the model in eval mode; for ``paper`` the indices are
+      the pruned ones, exactly the paper's revisit.
     """
 
     def __init__(self, purifier, model: nn.Module):
         self.purifier = purifier
         self.model = model
-        use_teacher = getattr(purifier, "teacher", "off") == "model"
-        tc = getattr(purifier, "teacher_epochs", 2.0)
-        self.teacher = EmaTeacher(model, time_constant_epochs=tc) if use_teacher else None
+        use_teacher = isinstance(purifier, ImprovedPurifier) and purifier.teacher
+        self.teacher = (
+            EmaTeacher(model, time_constant_epochs=purifier.teacher_epochs) if use_teacher else None
+        )
         self._epoch_seen = getattr(purifier, "epoch", 0)
         self._steps_this_epoch = 0
 
     def extra_loss(self, weights: torch.Tensor | None) -> torch.Tensor | float:
-        """Add this to the loss (0 for the paper's mode)."""
         fn = getattr(self.purifier, "extra_loss", None)
         return fn(weights) if fn is not None else 0.0
 
     def after_step(self) -> None:
-        """Call after each ``optimizer.step()``."""
         if self.teacher is None:
             return
         epoch = self.purifier.epoch
@@ -606,12 +642,10 @@ class TrainingHooks:
         self.teacher.update(self.model)
 
     def rescore_indices(self) -> np.ndarray:
-        """Samples to score without gradient before ``end_epoch`` (int64)."""
         fn = getattr(self.purifier, "rescore_indices", None)
         return fn() if fn is not None else self.purifier.pruned_indices()
 
     def record_rescored(self, indices, logits: torch.Tensor, weights=None) -> None:
-        """Record a batch scored by :meth:`scorer` in the end-of-epoch pass."""
         if isinstance(self.purifier, ImprovedPurifier):
             self.purifier.record(indices, logits, weights, rescore=True)
         else:
@@ -619,7 +653,7 @@ class TrainingHooks:
 
     @torch.no_grad()
     def scorer(self, *args, **kwargs):
-        """Score a batch for the purifier: the teacher, or the model in eval mode."""
+        """Score a batch: the teacher, or the model in eval mode (its mode is restored)."""
         if self.teacher is not None:
             return self.teacher(*args, **kwargs)
         was_training = self.model.training
@@ -629,7 +663,14 @@ class TrainingHooks:
         finally:
             self.model.train(was_training)
 
+    def state_dict(self) -> dict:
+        return {"teacher": None if self.teacher is None else self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+
 
 def training_hooks(purifier, model: nn.Module) -> TrainingHooks:
-    """The loop hooks for ``purifier`` (either mode) and ``model``; see the module doc."""
+    """The loop hooks for ``purifier`` (either mode) and ``model``; see :class:`TrainingHooks`."""
     return TrainingHooks(purifier, model)

@@ -1,0 +1,476 @@
+"""The cleaned annotation of a run: its training annotation minus pruned rows, labels corrected.
+
+>>> from d2sp.export import export_run
+>>> export_run("runs/demo/d2sp")  # -> {"annotation": .../export/train_list.txt, ...}
+
+What is written (default folder ``RUN_DIR/export``; the dataset folder and the original
+annotation are never written):
+
+- the training annotation, in the format it came in, under its original file name:
+
+  - list format (``path num_frames label``; datasets ``list``, ``synthdfer``, ``ferv39k``
+    with ``list_file=``): pruned rows removed, corrected labels applied. With
+    ``flag_pruned`` a pruned row stays, preceded by a ``# d2sp: pruned ...`` comment line.
+    Rows the run did not use (skipped as bad) are kept as ``# d2sp: not in the run: ...``
+    comments.
+  - csv (``csv``: ``path,label`` and any other columns; ``dfew``: ``video_name,label``,
+    1-based): same columns, pruned rows removed, corrected labels written the way the file
+    writes them (an index, a class name, or DFEW's 1-based id). With ``flag_pruned`` every
+    row stays and a ``pruned`` column (0/1) is added. Rows the run did not use are left
+    out.
+  - any other layout (MAFW, FERV39k's official split file or folder tree) becomes a list
+    file ``train_list.txt`` of the samples the run used.
+
+  Clip paths (list rows, the ``path`` column) are written absolute, so the file loads from
+  anywhere; DFEW's ``video_name`` stays as it is (load it with ``split_file=``).
+- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`), and
+  ``ledger.parquet`` with the same table when ``pyarrow`` is importable.
+- ``export.json``: counts, the files written and, where it can be said, the ``data``
+  config section that trains on the cleaned annotation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
+from d2sp.report import RunFolder, RunFolderError, last_recorded, read_run
+
+LEDGER_COLUMNS = (
+    "index",  # position in the training annotation (the dataset index of the run)
+    "path",  # the clip's frame folder or video file
+    "source",  # annotation "file:row"
+    "given_label",  # annotated label (0-based index)
+    "given_name",
+    "final_label",  # training label after the final epoch
+    "final_name",
+    "final_state",  # undecided / kept / pruned / corrected at the final epoch
+    "first_pruned_epoch",  # 1-based; empty when never pruned
+    "first_corrected_epoch",  # 1-based; empty when never corrected
+    "last_change_epoch",  # last epoch that pruned, un-pruned or relabelled it; empty if none
+    "epochs_pruned",
+    "epochs_corrected",
+    "mean_weight",  # over the epochs with a record
+    "final_weight",  # the last recorded weight
+    "final_delta_p",
+    "final_score",
+)
+LIST_FORMAT_DATASETS = ("list", "synthdfer")
+FLAG_COLUMN = "pruned"
+
+
+def export_run(
+    run_dir: str | Path, out_dir: str | Path | None = None, *, flag_pruned: bool = False
+) -> dict[str, Path]:
+    """Write the cleaned training annotation and the per-sample ledger table of a run.
+
+    Args:
+        run_dir: the run folder (needs ``config.yaml`` and ``ledger.npz``, and the run's
+            training data, which gives the paths and annotation rows).
+        out_dir: where to write; default ``RUN_DIR/export``. Must not lie inside the
+            dataset folder.
+        flag_pruned: keep pruned rows, flagged (a comment line in list files, a ``pruned``
+            column in csv files), instead of removing them.
+
+    Returns:
+        The files written: ``annotation`` (more than one annotation file:
+        ``annotation_1``, ``annotation_2`` …), ``ledger_csv``, ``ledger_parquet`` (when
+        pyarrow is importable) and ``summary`` (``export.json``).
+
+    Raises:
+        RunFolderError: not a run folder, the data is unreadable or no longer matches the
+            ledger, or ``out_dir`` would write into the dataset or over an annotation file.
+    """
+    run = read_run(run_dir, require=("config.yaml", "ledger.npz"))
+    if run.ledger is None or run.ledger.num_epochs == 0:
+        raise RunFolderError(f"{run.path / 'ledger.npz'}: the ledger has no epoch yet")
+    split = run.load_train_split()
+    names = tuple(split.class_names)
+    out = Path(out_dir) if out_dir is not None else run.path / "export"
+    _check_out_dir(out, split, run.path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    ledger = run.ledger
+    state = ledger.column("state")[-1]
+    final = ledger.column("label")[-1].astype(np.int64)
+    score = ledger.column("score")[-1]
+    weight = last_recorded(ledger.column("weight"))
+    decisions = {
+        "pruned": state == PRUNED,
+        "label": final,
+        "score": score,
+        "weight": weight,
+    }
+
+    kind = _annotation_kind(run, split)
+    groups = _group_by_file(split.samples) if kind != "converted" else None
+    written: list[Path] = []
+    counts = {"rows_removed": 0, "rows_flagged": 0, "rows_not_in_run": 0}
+    if groups is None:
+        kind = "converted"
+        path = out / "train_list.txt"
+        _refuse_original(path, split)
+        _write_converted(path, split.samples, decisions, flag_pruned, counts)
+        written.append(path)
+    else:
+        used = set()
+        for number, (source_file, rows) in enumerate(groups.items(), start=1):
+            name = Path(source_file).name
+            if name in used:
+                name = f"{number}_{name}"
+            used.add(name)
+            path = out / name
+            _refuse_original(path, split)
+            if kind == "list":
+                _write_list(
+                    Path(source_file), path, rows, split.samples, decisions, flag_pruned, counts
+                )
+            else:
+                _write_csv(
+                    Path(source_file),
+                    path,
+                    rows,
+                    split.samples,
+                    decisions,
+                    names,
+                    flag_pruned,
+                    counts,
+                    dfew=kind == "dfew",
+                )
+            written.append(path)
+
+    files: dict[str, Path] = {}
+    if len(written) == 1:
+        files["annotation"] = written[0]
+    else:
+        files.update({f"annotation_{i}": p for i, p in enumerate(written, start=1)})
+    table = ledger_table(ledger, split.samples, names)
+    files["ledger_csv"] = write_ledger_csv(table, out / "ledger.csv")
+    parquet = write_ledger_parquet(table, out / "ledger.parquet")
+    if parquet is not None:
+        files["ledger_parquet"] = parquet
+    summary = {
+        "run": str(run.path.resolve()),
+        "dataset": run.config.data.dataset,
+        "format": kind,
+        "epoch": ledger.num_epochs,
+        "samples": int(len(state)),
+        "pruned": int((state == PRUNED).sum()),
+        "corrected": int((state == CORRECTED).sum()),
+        "flag_pruned": flag_pruned,
+        **counts,
+        "class_names": list(names),
+        "source_annotation": sorted(
+            {s.source.rpartition(":")[0] for s in split.samples if s.source.rpartition(":")[0]}
+        ),
+        "annotation": [str(p.resolve()) for p in written],
+        "data": _train_with(run, split, written, kind),
+    }
+    files["summary"] = out / "export.json"
+    files["summary"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return files
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+def ledger_table(ledger: Ledger, samples, class_names) -> dict[str, list]:
+    """The per-sample history of a ledger as columns (:data:`LEDGER_COLUMNS`).
+
+    Epochs are 1-based; an epoch that never happened is None; a value never recorded is
+    NaN. ``samples`` gives the paths and sources (``len(samples) == N``).
+    """
+    n = len(ledger.labels)
+    if len(samples) != n:
+        raise ValueError(f"{len(samples)} samples for a ledger of {n}")
+    given = ledger.labels.astype(np.int64)
+    state = ledger.column("state")  # (E, N)
+    label = ledger.column("label").astype(np.int64)  # (E, N)
+    weight = ledger.column("weight").astype(np.float64)
+    pruned = state == PRUNED
+    corrected = state == CORRECTED
+    prev_pruned = np.vstack([np.zeros((1, n), dtype=bool), pruned[:-1]])
+    prev_label = np.vstack([given[None, :], label[:-1]])
+    changed = (pruned != prev_pruned) | (label != prev_label)  # (E, N)
+
+    def first(mask):
+        any_ = mask.any(axis=0)
+        return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
+
+    def last(mask):
+        any_ = mask.any(axis=0)
+        e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
+        return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
+
+    finite = np.isfinite(weight)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_w = np.where(
+            finite.any(axis=0),
+            np.where(finite, weight, 0.0).sum(axis=0) / finite.sum(axis=0),
+            np.nan,
+        )
+    final_state = state[-1]
+    final_label = label[-1]
+
+    def name(k):
+        return class_names[k] if 0 <= k < len(class_names) else str(k)
+
+    return {
+        "index": list(range(n)),
+        "path": [s.path for s in samples],
+        "source": [s.source for s in samples],
+        "given_label": given.tolist(),
+        "given_name": [name(int(k)) for k in given],
+        "final_label": final_label.tolist(),
+        "final_name": [name(int(k)) for k in final_label],
+        "final_state": [STATE_NAMES.get(int(s), str(int(s))) for s in final_state],
+        "first_pruned_epoch": first(pruned),
+        "first_corrected_epoch": first(corrected),
+        "last_change_epoch": last(changed),
+        "epochs_pruned": pruned.sum(axis=0).tolist(),
+        "epochs_corrected": corrected.sum(axis=0).tolist(),
+        "mean_weight": mean_w.tolist(),
+        "final_weight": last_recorded(weight).tolist(),
+        "final_delta_p": ledger.column("delta_p")[-1].astype(np.float64).tolist(),
+        "final_score": ledger.column("score")[-1].astype(np.float64).tolist(),
+    }
+
+
+def write_ledger_csv(table: dict[str, list], path: str | Path) -> Path:
+    """Write a :func:`ledger_table` as CSV (None and NaN as empty cells)."""
+    path = Path(path)
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return v
+
+    columns = list(table)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in zip(*(table[c] for c in columns), strict=True):
+            writer.writerow([cell(v) for v in row])
+    return path
+
+
+def write_ledger_parquet(table: dict[str, list], path: str | Path) -> Path | None:
+    """Write a :func:`ledger_table` as Parquet; None (nothing written) without pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    path = Path(path)
+    pq.write_table(pa.table({c: pa.array(v) for c, v in table.items()}), path)
+    return path
+
+
+# ------------------------------------------------------------------------- the annotation
+
+
+def _annotation_kind(run: RunFolder, split) -> str:
+    """``list``, ``csv``, ``dfew`` (a csv with 1-based labels) or ``converted``."""
+    name = run.config.data.dataset
+    if name in LIST_FORMAT_DATASETS:
+        return "list"
+    if name == "ferv39k" and run.config.data.options.get("list_file"):
+        return "list"
+    if name in ("csv", "dfew"):
+        return name
+    return "converted"
+
+
+def _group_by_file(samples) -> dict[str, dict[int, int]] | None:
+    """``{annotation file: {row: sample index}}``; None when a source is not ``file:row``."""
+    groups: dict[str, dict[int, int]] = {}
+    for i, s in enumerate(samples):
+        file, sep, row = s.source.rpartition(":")
+        if not sep or not row.isdigit() or not os.path.isfile(file):
+            return None
+        groups.setdefault(file, {})[int(row)] = i
+    return groups
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _check_out_dir(out: Path, split, run_dir: Path) -> None:
+    """Refuse an output folder inside the dataset folder (unless inside the run folder)."""
+    root = Path(split.root) if split.root else None
+    if root is None or not root.is_dir() or _is_inside(out, run_dir):
+        return
+    if _is_inside(out, root):
+        raise RunFolderError(
+            f"{out}: inside the dataset folder {root}; export elsewhere (the dataset folder "
+            "is never written)"
+        )
+
+
+def _refuse_original(path: Path, split) -> None:
+    originals = {Path(f).resolve() for f in split.annotation_files}
+    originals |= {
+        Path(s.source.rpartition(":")[0]).resolve()
+        for s in split.samples
+        if s.source.rpartition(":")[0]
+    }
+    if path.resolve() in originals:
+        raise RunFolderError(f"{path}: this is an original annotation file; export elsewhere")
+
+
+def _flag_comment(i: int, decisions: dict) -> str:
+    score, weight = decisions["score"][i], decisions["weight"][i]
+    return f"# d2sp: pruned (score {float(score):.4f}, weight {float(weight):.4f}): next row\n"
+
+
+def _write_list(source, path, rows, samples, decisions, flag_pruned, counts) -> None:
+    """Rewrite a list file row by row: same rows, absolute paths, final labels."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    out = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        i = rows.get(number)
+        if i is None:
+            if text and not text.startswith("#"):
+                out.append(f"# d2sp: not in the run: {text}\n")
+                counts["rows_not_in_run"] += 1
+            else:
+                out.append(line + "\n")
+            continue
+        parts = text.split()
+        num_frames = parts[-2] if len(parts) >= 3 else str(samples[i].num_frames or 0)
+        label = int(decisions["label"][i])
+        row = f"{os.path.abspath(samples[i].path)} {num_frames} {label}\n"
+        if decisions["pruned"][i]:
+            if not flag_pruned:
+                counts["rows_removed"] += 1
+                continue
+            counts["rows_flagged"] += 1
+            out.append(_flag_comment(i, decisions))
+        out.append(row)
+    path.write_text("".join(out), encoding="utf-8")
+
+
+def _write_converted(path, samples, decisions, flag_pruned, counts) -> None:
+    """A list file of every sample (the source layout has no row-level file to edit)."""
+    out = []
+    for i, s in enumerate(samples):
+        row = f"{os.path.abspath(s.path)} {s.num_frames or 0} {int(decisions['label'][i])}\n"
+        if decisions["pruned"][i]:
+            if not flag_pruned:
+                counts["rows_removed"] += 1
+                continue
+            counts["rows_flagged"] += 1
+            out.append(_flag_comment(i, decisions))
+        out.append(row)
+    path.write_text("".join(out), encoding="utf-8")
+
+
+def _label_cell(original: str, k: int, names, *, dfew: bool) -> str:
+    """Write class ``k`` the way the original cell wrote its label."""
+    if dfew:
+        return str(k + 1)
+    text = original.strip()
+    if text.lstrip("+-").isdigit():
+        return str(k)
+    return names[k]
+
+
+def _write_csv(source, path, rows, samples, decisions, names, flag_pruned, counts, *, dfew):
+    """Rewrite a csv row by row: same columns (plus ``pruned`` when flagging)."""
+    with open(source, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        columns = [h.strip().lower() for h in header]
+        il = columns.index("label")
+        ip = columns.index("path") if "path" in columns and not dfew else None
+        flag = FLAG_COLUMN if FLAG_COLUMN not in columns else f"d2sp_{FLAG_COLUMN}"
+        out_rows = [header + [flag] if flag_pruned else header]
+        for row in reader:
+            i = rows.get(reader.line_num)
+            if i is None:
+                if any(cell.strip() for cell in row):
+                    counts["rows_not_in_run"] += 1
+                continue
+            pruned = bool(decisions["pruned"][i])
+            if pruned and not flag_pruned:
+                counts["rows_removed"] += 1
+                continue
+            row = list(row)
+            row[il] = _label_cell(row[il], int(decisions["label"][i]), names, dfew=dfew)
+            if ip is not None:
+                row[ip] = os.path.abspath(samples[i].path)
+            if flag_pruned:
+                counts["rows_flagged"] += int(pruned)
+                row.append("1" if pruned else "0")
+            out_rows.append(row)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(out_rows)
+
+
+def _train_with(run: RunFolder, split, written: list[Path], kind: str) -> dict | None:
+    """The ``data`` config section that trains on the export (None where it cannot be said)."""
+    if len(written) != 1 or kind not in ("list", "csv", "converted"):
+        return None
+    from d2sp.data.generic import pick_file
+
+    data = run.config.data
+    options = dict(data.options)
+    exported = str(written[0].resolve())
+    test = None
+    try:
+        root = Path(split.root)
+        if data.dataset == "synthdfer":
+            test = root / "test_list.txt"
+        elif data.dataset in ("list", "ferv39k") and kind == "list":
+            test = pick_file(
+                "list",
+                root,
+                "test",
+                data.fold,
+                any_split=options.get("list_file"),
+                train=options.get("train_list"),
+                test=options.get("test_list"),
+                option="list",
+            )
+        elif data.dataset == "csv":
+            test = pick_file(
+                "csv",
+                root,
+                "test",
+                data.fold,
+                any_split=options.get("csv_file"),
+                train=options.get("train_csv"),
+                test=options.get("test_csv"),
+                option="csv",
+            )
+    except (ValueError, OSError):
+        test = None
+    test_file = str(Path(test).resolve()) if test is not None and Path(test).is_file() else None
+    if data.dataset == "csv":
+        keep = {k: v for k, v in options.items() if k not in ("csv_file", "train_csv", "test_csv")}
+        return {
+            "dataset": "csv",
+            "root": str(Path(split.root).resolve()),
+            "options": {**keep, "train_csv": exported, "test_csv": test_file},
+        }
+    keep = {
+        k: v
+        for k, v in options.items()
+        if data.dataset == "list" and k not in ("list_file", "train_list", "test_list")
+    }
+    keep.setdefault("class_names", list(split.class_names))
+    return {
+        "dataset": "list",
+        "root": str(Path(split.root).resolve()),
+        "options": {**keep, "train_list": exported, "test_list": test_file},
+    }
