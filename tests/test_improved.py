@@ -285,6 +285,7 @@ def test_state_dict_round_trip():
         (dict(rejoin=0.1), "rejoin: expected None or a value in [lam=0.5, 2], got 0.1"),
         (dict(rescore_every=0), "rescore_every: expected an integer >= 1, got 0"),
         (dict(rank_ratio=0.0), "rank_ratio: expected a value in (0, 1), got 0.0"),
+        (dict(score="label"), "score: expected 'max'"),
     ],
 )
 def test_bad_options_are_refused(kwargs, message):
@@ -349,7 +350,7 @@ def test_hooks_for_the_paper_mode_are_neutral():
 def test_hooks_update_an_ema_teacher_and_add_the_rank_loss():
     torch.manual_seed(0)
     model = Tiny()
-    pur = make([0, 0], teacher=True, warmup_epochs=0)
+    pur = make([0, 0], teacher=True, warmup_epochs=0, rank_reg=True)
     hooks = training_hooks(pur, model)
     before = hooks.teacher.model.fc.weight.clone()
     with torch.no_grad():

@@ -149,3 +149,21 @@ def test_every_backbone_trains_through_the_same_trainer(tmp_path, synth_root, na
     ]
     assert [r["epoch"] for r in rows] == [1, 2] and np.isfinite(rows[-1]["loss"])
     assert result.purifier.ledger.column("state")[-1].tolist() != [0] * 48  # decisions taken
+
+
+def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
+    args = [
+        "demo",
+        "--out-dir",
+        str(tmp_path),
+        "--no-progress",
+        *TINY,
+        f"data.root={synth_root}",
+        "optim.epochs=2",
+        "purify.warmup_epochs=1",
+    ]
+    result = CliRunner().invoke(app, args, terminal_width=140)
+    assert result.exit_code == 0, result.output
+    assert "plain CE" in result.output and "D2SP" in result.output and "prune P" in result.output
+    assert (tmp_path / "baseline" / "summary.json").is_file()
+    assert (tmp_path / "d2sp" / "ledger.npz").is_file()
