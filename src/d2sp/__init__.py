@@ -9,17 +9,28 @@ Correction), recomputed every epoch. The plug-and-play pieces are importable fro
 
 from d2sp.heads import ClassifierHead, DFERModel, WeightBranch
 from d2sp.losses import weighted_cross_entropy
-from d2sp.purify import Ledger, Purifier, coarse_grained_pruning, fine_grained_correction
+from d2sp.purify import (
+    ImprovedPurifier,
+    Ledger,
+    Purifier,
+    coarse_grained_pruning,
+    create_purifier,
+    fine_grained_correction,
+    training_hooks,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierHead",
     "DFERModel",
+    "ImprovedPurifier",
     "Ledger",
     "Purifier",
     "WeightBranch",
     "coarse_grained_pruning",
+    "create_purifier",
     "fine_grained_correction",
+    "training_hooks",
     "weighted_cross_entropy",
 ]

@@ -222,7 +222,9 @@ def train(
     save_config(cfg, run_dir / "config.yaml")
     metrics_path = run_dir / "metrics.jsonl"
     ckpt_path = run_dir / "last.pt"
-    resume = resume and ckpt_path.is_file()
+    # a kill between moving last.pt to prev.pt and writing the new last.pt leaves only prev.pt
+    resume_from = next((p for p in (ckpt_path, run_dir / "prev.pt") if p.is_file()), None)
+    resume = resume and resume_from is not None
     if not resume:
         metrics_path.write_text("")
     (run_dir / "class_counts.json").write_text(
@@ -269,7 +271,7 @@ def train(
     start_epoch = 0
     if resume:
         start_epoch, best, war, uar = _restore(
-            ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir
+            resume_from, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir
         )
         console.print(f"resuming {run_dir} after epoch {start_epoch}")
     bar = Progress(
@@ -385,7 +387,7 @@ def train(
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 purifier=purifier.state_dict(),
-                teacher=_teacher_state(hooks),
+                hooks=_hooks_state(hooks),
                 rng={
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -464,14 +466,9 @@ def _guard_purification(purifier, class_names, cfg, epoch, console) -> None:
     console.print(f"[bold yellow]warning:[/] {message}")
 
 
-def _teacher_state(hooks) -> dict:
-    t = hooks.teacher
-    if t is None:
-        return {}
+def _hooks_state(hooks) -> dict:
     return {
-        "model": t.model.state_dict(),
-        "steps": t.steps,
-        "steps_per_epoch": -1 if t.steps_per_epoch is None else t.steps_per_epoch,
+        "hooks": hooks.state_dict(),
         "epoch_seen": hooks._epoch_seen,
         "steps_this_epoch": hooks._steps_this_epoch,
     }
@@ -485,12 +482,9 @@ def _restore(ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_pa
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     purifier.load_state_dict(ckpt["purifier"])
-    if hooks.teacher is not None and ckpt.get("teacher"):
-        t = ckpt["teacher"]
-        hooks.teacher.model.load_state_dict(t["model"])
-        hooks.teacher.steps = int(t["steps"])
-        hooks.teacher.steps_per_epoch = None if t["steps_per_epoch"] < 0 else t["steps_per_epoch"]
-        hooks._epoch_seen, hooks._steps_this_epoch = t["epoch_seen"], t["steps_this_epoch"]
+    hooks.load_state_dict(ckpt["hooks"]["hooks"])
+    hooks._epoch_seen = ckpt["hooks"]["epoch_seen"]
+    hooks._steps_this_epoch = ckpt["hooks"]["steps_this_epoch"]
     torch.set_rng_state(ckpt["rng"]["torch"])
     if ckpt["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
@@ -529,4 +523,4 @@ def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast) -> None:
         clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
         with autocast():
             logits, w = hooks.scorer(clips)  # (B, K), (B,)
-        purifier.record(idx, logits, w)
+        hooks.record_rescored(idx, logits, w)
