@@ -190,8 +190,13 @@ def make_faint(
     return arr, mask
 
 
-def _confirmation_runs(true, eligible, batch, target, rng):
-    """Annotation after ``target`` confirmation-bias errors placed in runs; ``(N,)``, ``(N,)``."""
+def confirmation_runs(true, eligible, batch, target, rng):
+    """Annotation after ``target`` confirmation-bias errors placed in runs; ``(N,)``, ``(N,)``.
+
+    Walking the samples in annotation order, a run of 2–7 consecutive eligible samples inside
+    one annotation batch of ``batch`` receives the label of the sample that started it; the
+    members whose true label differs become errors. Shared by SynthDFER and :func:`inject_dual_noise`.
+    """
     n = len(true)
     given, wrong, used = true.copy(), np.zeros(n, bool), np.zeros(n, bool)
     remaining = target
@@ -218,8 +223,8 @@ def _confirmation_runs(true, eligible, batch, target, rng):
     if remaining:
         raise ValueError(
             f"could not place {target} confirmation-bias errors in annotation batches of "
-            f"{batch} (placed {target - remaining}); lower label_noise_rate or unusable_rate, "
-            f"or raise annotation_batch"
+            f"{batch} (placed {target - remaining}); lower the noise rates or raise "
+            f"annotation_batch"
         )
     return given, wrong
 
@@ -321,7 +326,7 @@ def inject_dual_noise(
     faint[sink] = True
 
     eligible = (unusable_kind == "none") & (noise_kind == "none")
-    given_run, wrong = _confirmation_runs(true, eligible, annotation_batch, n_wrong - n_sink, rng)
+    given_run, wrong = confirmation_runs(true, eligible, annotation_batch, n_wrong - n_sink, rng)
     given[wrong] = given_run[wrong]
     noise_kind[wrong] = "run"
 

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
+from d2sp.noise import confirmation_runs
+
 CLASS_NAMES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
 NEUTRAL = 2
 SYNTH_VERSION = 3  # bump whenever the bytes written for given parameters change
@@ -44,7 +46,14 @@ LOW_QUALITY_KINDS = ("blur", "dark", "occlusion", "no_face")
 LABEL_NOISE_KINDS = ("confirmation_bias", "neutral_sink")
 NOISE_KINDS = ("none", *LOW_QUALITY_KINDS, *LABEL_NOISE_KINDS)
 GROUND_TRUTH_COLUMNS = (
-    "split", "index", "path", "given_label", "true_label", "quality", "noise", "intensity",
+    "split",
+    "index",
+    "path",
+    "given_label",
+    "true_label",
+    "quality",
+    "noise",
+    "intensity",
 )
 JPEG_QUALITY = 92
 
@@ -54,21 +63,55 @@ _CLEAN_LOW_INTENSITY_SHARE = 0.2
 _EXPRESSIVENESS = 1.5  # scales every action displacement: higher = easier to tell apart
 
 # Facial action parameters; each class is a displacement of them from a neutral face.
-(_BROW_RAISE, _BROW_TILT, _EYE_OPEN, _MOUTH_CURVE, _MOUTH_OPEN, _MOUTH_WIDTH, _LIP_PRESS,
- _UPPER_LIP, _NOSE_WRINKLE, _CHEEK) = range(10)
+(
+    _BROW_RAISE,
+    _BROW_TILT,
+    _EYE_OPEN,
+    _MOUTH_CURVE,
+    _MOUTH_OPEN,
+    _MOUTH_WIDTH,
+    _LIP_PRESS,
+    _UPPER_LIP,
+    _NOSE_WRINKLE,
+    _CHEEK,
+) = range(10)
 _NUM_ACTIONS = 10
 _TARGETS = np.zeros((len(CLASS_NAMES), _NUM_ACTIONS))
 _TARGETS[0, [_MOUTH_CURVE, _CHEEK, _MOUTH_WIDTH, _EYE_OPEN, _MOUTH_OPEN]] = [
-    1.0, 1.0, 0.35, -0.35, 0.25]
+    1.0,
+    1.0,
+    0.35,
+    -0.35,
+    0.25,
+]
 _TARGETS[1, [_MOUTH_CURVE, _BROW_TILT, _BROW_RAISE, _EYE_OPEN, _MOUTH_WIDTH, _LIP_PRESS]] = [
-    -0.85, 1.0, 0.15, -0.3, -0.15, 0.3]
+    -0.85,
+    1.0,
+    0.15,
+    -0.3,
+    -0.15,
+    0.3,
+]
 _TARGETS[3, [_BROW_RAISE, _BROW_TILT, _LIP_PRESS, _MOUTH_WIDTH, _MOUTH_CURVE, _EYE_OPEN]] = [
-    -0.9, -0.9, 1.0, -0.25, -0.25, 0.15]
+    -0.9,
+    -0.9,
+    1.0,
+    -0.25,
+    -0.25,
+    0.15,
+]
 _TARGETS[4, [_BROW_RAISE, _EYE_OPEN, _MOUTH_OPEN, _MOUTH_WIDTH]] = [1.0, 0.9, 1.0, -0.35]
-_TARGETS[5, [_NOSE_WRINKLE, _UPPER_LIP, _BROW_RAISE, _BROW_TILT, _MOUTH_CURVE, _EYE_OPEN,
-             _CHEEK]] = [1.0, 1.0, -0.45, -0.3, -0.35, -0.35, 0.35]
+_TARGETS[
+    5, [_NOSE_WRINKLE, _UPPER_LIP, _BROW_RAISE, _BROW_TILT, _MOUTH_CURVE, _EYE_OPEN, _CHEEK]
+] = [1.0, 1.0, -0.45, -0.3, -0.35, -0.35, 0.35]
 _TARGETS[6, [_BROW_RAISE, _BROW_TILT, _EYE_OPEN, _MOUTH_OPEN, _MOUTH_WIDTH, _MOUTH_CURVE]] = [
-    0.65, 0.6, 0.9, 0.45, 0.45, -0.2]
+    0.65,
+    0.6,
+    0.9,
+    0.45,
+    0.45,
+    -0.2,
+]
 
 
 @dataclass(frozen=True)
@@ -178,8 +221,15 @@ def _look(rng):
     lk["my"], lk["mw"] = rng.uniform(0.4, 0.5), rng.uniform(0.2, 0.26)
     lk["lt"] = rng.uniform(0.028, 0.042)
     lk["lip"] = lk["skin"] * np.array([0.78, 0.45, 0.45])
-    lk["hair"] = rng.choice([[0.1, 0.07, 0.05], [0.3, 0.18, 0.1], [0.75, 0.6, 0.35],
-                             [0.6, 0.6, 0.6], [0.45, 0.15, 0.05]]) * rng.uniform(0.85, 1.15)
+    lk["hair"] = rng.choice(
+        [
+            [0.1, 0.07, 0.05],
+            [0.3, 0.18, 0.1],
+            [0.75, 0.6, 0.35],
+            [0.6, 0.6, 0.6],
+            [0.45, 0.15, 0.05],
+        ]
+    ) * rng.uniform(0.85, 1.15)
     lk["bald"] = rng.random() < 0.15
     lk["hairline"] = rng.uniform(-0.8, -0.55)
     lk["cloth"] = rng.uniform(0.05, 0.9, 3)
@@ -212,7 +262,7 @@ def _crop(x, y, half_width, top, bottom):
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     if rows.size == 0:
         return None
-    return np.s_[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return np.s_[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _draw_face(img, x, y, px, act, lk):
@@ -227,15 +277,20 @@ def _draw_face(img, x, y, px, act, lk):
     hx, hy, himg = x[head], y[head], img[head]
     egg = hx * (1.0 + 0.18 * np.clip(hy / fb, 0.0, 1.0))
     shade = 1.06 - 0.25 * ((hx / fa) ** 2 + (hy / fb) ** 2)
-    _paint(himg, _alpha(_ellipse(egg, hy, 0.0, 0.0, fa, fb), px),
-           skin.astype(np.float32) * shade[..., None])
+    _paint(
+        himg,
+        _alpha(_ellipse(egg, hy, 0.0, 0.0, fa, fb), px),
+        skin.astype(np.float32) * shade[..., None],
+    )
     inner = _crop(x, y, 0.7, -0.9, 0.85)
     a = [act[:, k, None, None].astype(np.float32) for k in range(_NUM_ACTIONS)]
     if inner is not None:
         _draw_skin_marks(img[inner], x[inner], y[inner], px, a, lk)
     if not lk["bald"]:
-        hair_d = np.maximum(_ellipse(hx, hy, 0.0, -0.06, fa + 0.06, fb + 0.1),
-                            hy - lk["hairline"] - 0.3 * (hx / fa) ** 2)
+        hair_d = np.maximum(
+            _ellipse(hx, hy, 0.0, -0.06, fa + 0.06, fb + 0.1),
+            hy - lk["hairline"] - 0.3 * (hx / fa) ** 2,
+        )
         _paint(himg, _alpha(hair_d, px), lk["hair"])
     if inner is not None:
         _draw_features(img[inner], x[inner], y[inner], px, a, lk)
@@ -257,8 +312,11 @@ def _draw_skin_marks(img, x, y, px, a, lk):
     d = _segment(ax, y, 0.035, brow_y - 0.03, 0.035, brow_y + 0.07, 0.012)
     _paint(img, furrow * _alpha(d, px), crease)
     nose_y = my - 0.17
-    _paint(img, 0.4 * _alpha(_segment(x, y, 0.0, ey + 0.05, 0.0, nose_y - 0.02, 0.014), px),
-           skin * 0.75)
+    _paint(
+        img,
+        0.4 * _alpha(_segment(x, y, 0.0, ey + 0.05, 0.0, nose_y - 0.02, 0.014), px),
+        skin * 0.75,
+    )
     _paint(img, 0.7 * _alpha(_segment(x, y, -0.06, nose_y, 0.06, nose_y, 0.018), px), skin * 0.6)
     wrinkle = np.clip(a[_NOSE_WRINKLE], 0.0, 1.5) * 0.8
     for dy in (0.05, 0.1):
@@ -300,8 +358,10 @@ def _draw_features(img, x, y, px, a, lk):
     _paint(img, _alpha(lower_d, px), lk["lip"])
     cavity = np.maximum(np.maximum(yu - 0.014 - y, y - yl - 0.014), ax - 0.95 * mw)
     _paint(img, _alpha(cavity, px), [0.25, 0.06, 0.06])
-    teeth = np.maximum(np.maximum(yu - 0.01 - y, y - yu - np.minimum(0.35 * gap, 0.05)),
-                       np.maximum(ax - 0.7 * mw, 0.02 - gap))
+    teeth = np.maximum(
+        np.maximum(yu - 0.01 - y, y - yu - np.minimum(0.35 * gap, 0.05)),
+        np.maximum(ax - 0.7 * mw, 0.02 - gap),
+    )
     _paint(img, _alpha(teeth, px), [0.92, 0.9, 0.82])
 
 
@@ -326,11 +386,14 @@ def render_clip(params: ClipParams, size: int) -> np.ndarray:
     if not isinstance(params, ClipParams):
         raise ValueError(f"params must be a ClipParams, got {type(params).__name__}")
     if params.degradation not in ("none", *LOW_QUALITY_KINDS):
-        raise ValueError(f"degradation must be 'none' or one of {LOW_QUALITY_KINDS}, got "
-                         f"{params.degradation!r}")
+        raise ValueError(
+            f"degradation must be 'none' or one of {LOW_QUALITY_KINDS}, got {params.degradation!r}"
+        )
     if not 0 <= params.label < len(CLASS_NAMES) or params.num_frames < 1:
-        raise ValueError(f"label must be in [0, {len(CLASS_NAMES) - 1}] and num_frames >= 1, "
-                         f"got label={params.label}, num_frames={params.num_frames}")
+        raise ValueError(
+            f"label must be in [0, {len(CLASS_NAMES) - 1}] and num_frames >= 1, "
+            f"got label={params.label}, num_frames={params.num_frames}"
+        )
     _int_arg("size", size, 16, 512)
     rng = np.random.default_rng(params.seed)
     lk = _look(rng)
@@ -371,8 +434,9 @@ def render_clip(params: ClipParams, size: int) -> np.ndarray:
         _draw_face(img, x, y, px, act, lk)
     if params.degradation == "occlusion":
         _draw_occluder(img, x, y, px, extra, lk)
-    light = lk["gain"] * (1.0 + lk["grad"] * (u * np.cos(lk["grad_dir"])
-                                              + v * np.sin(lk["grad_dir"])))
+    light = lk["gain"] * (
+        1.0 + lk["grad"] * (u * np.cos(lk["grad_dir"]) + v * np.sin(lk["grad_dir"]))
+    )
     img *= (light[None] * flicker[:, None, None])[..., None].astype(np.float32)
     if params.degradation == "blur":
         k = _gaussian_matrix(size, extra.uniform(0.1, 0.15) * size).astype(np.float32)
@@ -396,39 +460,6 @@ def _class_counts(n):
     return counts
 
 
-def _confirmation_runs(true, eligible, batch, target, rng):
-    """Given labels (N,) and error mask (N,) after `target` confirmation-bias errors in runs."""
-    n = len(true)
-    given, wrong, used = true.copy(), np.zeros(n, bool), np.zeros(n, bool)
-    remaining = target
-    for _ in range(200 * n + 1000):
-        if remaining == 0 or n < 2:
-            break
-        start = int(rng.integers(n - 1))
-        if not eligible[start] or used[start]:
-            continue
-        stop = min(start + int(rng.integers(2, 8)), (start // batch + 1) * batch, n)
-        members, errors = [], 0
-        for j in range(start + 1, stop):
-            if not eligible[j] or used[j] or errors == remaining:
-                break
-            members.append(j)
-            errors += int(true[j] != true[start])
-        if errors == 0:
-            continue
-        used[start] = True
-        used[members] = True
-        given[members] = true[start]
-        wrong[members] = true[members] != true[start]
-        remaining -= errors
-    if remaining:
-        raise ValueError(
-            f"could not place {target} confirmation-bias errors in annotation batches of {batch} "
-            f"(placed {target - remaining}); lower label_noise_rate or low_quality_rate, or "
-            f"raise annotation_batch")
-    return given, wrong
-
-
 def _plan_split(n, rng, *, noisy, cfg):
     """Per-clip ClipParams, given and true labels (N,), noise kinds (N,) for one split."""
     true = np.repeat(np.arange(len(CLASS_NAMES)), _class_counts(n))
@@ -446,13 +477,15 @@ def _plan_split(n, rng, *, noisy, cfg):
         if n_sink > len(candidates):
             raise ValueError(
                 f"need {n_sink} non-neutral good clips for neutral-sink errors, only "
-                f"{len(candidates)} exist; lower label_noise_rate or neutral_sink_share")
+                f"{len(candidates)} exist; lower label_noise_rate or neutral_sink_share"
+            )
         sink = rng.permutation(candidates)[:n_sink]
         noise[sink] = "neutral_sink"
         given[sink] = NEUTRAL
         eligible = noise == "none"
-        given_cb, wrong = _confirmation_runs(
-            true, eligible, cfg["annotation_batch"], n_wrong - n_sink, rng)
+        given_cb, wrong = confirmation_runs(
+            true, eligible, cfg["annotation_batch"], n_wrong - n_sink, rng
+        )
         given[wrong] = given_cb[wrong]
         noise[wrong] = "confirmation_bias"
     low_share = rng.random(n) < _CLEAN_LOW_INTENSITY_SHARE
@@ -461,9 +494,13 @@ def _plan_split(n, rng, *, noisy, cfg):
     intensity = np.where(true == NEUTRAL, 0.0, np.round(intensity, 4))
     seeds = rng.integers(0, 2**62, n)
     params = [
-        ClipParams(label=int(true[i]), intensity=float(intensity[i]), num_frames=int(frames[i]),
-                   degradation=noise[i] if noise[i] in LOW_QUALITY_KINDS else "none",
-                   seed=int(seeds[i]))
+        ClipParams(
+            label=int(true[i]),
+            intensity=float(intensity[i]),
+            num_frames=int(frames[i]),
+            degradation=noise[i] if noise[i] in LOW_QUALITY_KINDS else "none",
+            seed=int(seeds[i]),
+        )
         for i in range(n)
     ]
     return params, given, true, noise
@@ -475,8 +512,9 @@ def _plan_split(n, rng, *, noisy, cfg):
 def _encode_clip(task):
     folder, params, size = task
     frames = render_clip(params, size)
-    return folder, [simplejpeg.encode_jpeg(f, quality=JPEG_QUALITY, colorspace="RGB")
-                    for f in frames]
+    return folder, [
+        simplejpeg.encode_jpeg(f, quality=JPEG_QUALITY, colorspace="RGB") for f in frames
+    ]
 
 
 def _write_clip(encoded):
@@ -528,16 +566,18 @@ def _int_arg(name, value, low, high=None):
     ok = isinstance(value, Integral) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
         span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {span}, got {value!r} "
-                         f"({type(value).__name__})")
+        raise ValueError(
+            f"{name} must be an integer {span}, got {value!r} ({type(value).__name__})"
+        )
     return int(value)
 
 
 def _rate_arg(name, value, high):
     ok = isinstance(value, Real) and not isinstance(value, bool)
     if not ok or not 0.0 <= float(value) <= high:
-        raise ValueError(f"{name} must be a number in [0, {high}], got {value!r} "
-                         f"({type(value).__name__})")
+        raise ValueError(
+            f"{name} must be a number in [0, {high}], got {value!r} ({type(value).__name__})"
+        )
     return float(value)
 
 
@@ -594,12 +634,15 @@ def generate_synthdfer(
         "seed": _int_arg("seed", seed, 0),
     }
     if cfg["max_frames"] < cfg["min_frames"]:
-        raise ValueError(f"max_frames must be >= min_frames, got max_frames={max_frames} < "
-                         f"min_frames={min_frames}")
+        raise ValueError(
+            f"max_frames must be >= min_frames, got max_frames={max_frames} < "
+            f"min_frames={min_frames}"
+        )
     if cfg["low_quality_rate"] + cfg["label_noise_rate"] > 0.7:
         raise ValueError(
             f"low_quality_rate + label_noise_rate must be <= 0.7 (the noise sets are disjoint), "
-            f"got {low_quality_rate} + {label_noise_rate}")
+            f"got {low_quality_rate} + {label_noise_rate}"
+        )
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     workers = _int_arg("workers", workers, 1)
@@ -618,8 +661,10 @@ def generate_synthdfer(
             if meta.get("version") != SYNTH_VERSION:
                 diff["version"] = (meta.get("version"), SYNTH_VERSION)
             shown = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(f"{root} already holds a SynthDFER dataset with other parameters "
-                             f"({shown}); pass overwrite=True to regenerate it")
+            raise ValueError(
+                f"{root} already holds a SynthDFER dataset with other parameters "
+                f"({shown}); pass overwrite=True to regenerate it"
+            )
         meta_path.unlink()
     for split in ("train", "test"):
         shutil.rmtree(root / "frames" / split, ignore_errors=True)
@@ -640,8 +685,18 @@ def generate_synthdfer(
             tasks.append((str(root / rel), p, cfg["size"]))
             lines.append(f"{rel} {p.num_frames} {int(given[i])}\n")
             quality = "low" if noise[i] in LOW_QUALITY_KINDS else "good"
-            rows.append([split, i, rel, int(given[i]), int(true[i]), quality, noise[i],
-                         f"{p.intensity:.4f}"])
+            rows.append(
+                [
+                    split,
+                    i,
+                    rel,
+                    int(given[i]),
+                    int(true[i]),
+                    quality,
+                    noise[i],
+                    f"{p.intensity:.4f}",
+                ]
+            )
         lists[split] = "".join(lines)
     root.mkdir(parents=True, exist_ok=True)
     _run_tasks(tasks, workers, progress)
@@ -690,8 +745,10 @@ def load_ground_truth(root: str | os.PathLike, *, split: str = "train") -> dict[
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != GROUND_TRUTH_COLUMNS:
-            raise ValueError(f"{path}: expected header {','.join(GROUND_TRUTH_COLUMNS)}, got "
-                             f"{','.join(reader.fieldnames or ())}")
+            raise ValueError(
+                f"{path}: expected header {','.join(GROUND_TRUTH_COLUMNS)}, got "
+                f"{','.join(reader.fieldnames or ())}"
+            )
         rows = [r for r in reader if r["split"] == split]
     out = {
         "index": np.array([int(r["index"]) for r in rows], dtype=np.int64),

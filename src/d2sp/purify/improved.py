@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from d2sp.losses_extra import rank_regularization
-from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
+from d2sp.purify.ledger import Ledger, count_states, state_codes
 from d2sp.purify.purifier import _as_label_tensor
 
 FIELDS = ("weight", "pred", "p_pred", "p_label")
@@ -481,10 +481,7 @@ class ImprovedPurifier:
         self._current_dev = target.clone()
         self.keep_mask = keep.cpu()
         self.current_labels = target.cpu()
-        state = torch.full((self.num_samples,), KEPT, dtype=torch.int8, device=self.device)
-        state[~decided] = UNDECIDED
-        state[~keep] = PRUNED
-        state[keep & correct] = CORRECTED
+        state = state_codes(decided, keep, correct)
         if self.ledger is not None:
             self.ledger.append(
                 **self._newest_records(seen),
@@ -493,14 +490,7 @@ class ImprovedPurifier:
                 state=state.cpu().numpy(),
                 label=target.cpu().numpy().astype(np.int16),
             )
-        state_cpu = state.cpu()
-        return {
-            "recorded": int(seen.sum()),
-            "kept": int((state_cpu == KEPT).sum()),
-            "pruned": int((state_cpu == PRUNED).sum()),
-            "corrected": int((state_cpu == CORRECTED).sum()),
-            "undecided": int((state_cpu == UNDECIDED).sum()),
-        }
+        return count_states(state, seen)
 
     def _newest_records(self, seen: torch.Tensor) -> dict[str, np.ndarray]:
         """This epoch's records as CPU arrays; NaN (or -1 for ``pred``) where not recorded."""

@@ -16,6 +16,30 @@ UNDECIDED, KEPT, PRUNED, CORRECTED = 0, 1, 2, 3
 STATE_NAMES = {UNDECIDED: "undecided", KEPT: "kept", PRUNED: "pruned", CORRECTED: "corrected"}
 
 
+def state_codes(decided, keep, corrected):
+    """``(N,)`` int8 states from ``(N,)`` bool tensors: undecided, pruned, corrected, else kept."""
+    import torch
+
+    state = torch.full(keep.shape, KEPT, dtype=torch.int8, device=keep.device)
+    state[~decided] = UNDECIDED
+    state[~keep] = PRUNED
+    state[keep & corrected] = CORRECTED
+    return state
+
+
+def count_states(state, seen) -> dict[str, int]:
+    """Counts of an epoch: ``recorded`` (from ``seen``), ``kept``, ``pruned``, ``corrected``,
+    ``undecided`` (from ``state``)."""
+    state = state.cpu()
+    return {
+        "recorded": int(seen.sum()),
+        "kept": int((state == KEPT).sum()),
+        "pruned": int((state == PRUNED).sum()),
+        "corrected": int((state == CORRECTED).sum()),
+        "undecided": int((state == UNDECIDED).sum()),
+    }
+
+
 @dataclass
 class Ledger:
     """Append-only per-epoch arrays over ``N`` samples, kept on the CPU."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from d2sp.purify.history import History
-from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
+from d2sp.purify.ledger import Ledger, count_states, state_codes
 from d2sp.purify.stages import coarse_grained_pruning, fine_grained_correction, has_full_window
 
 SCORES = ("max", "label")
@@ -157,7 +157,6 @@ class Purifier:
         h = self.history
         seen = h.commit()
         self.epoch += 1
-        n = self.num_samples
         probs_for_score = h.p_pred if self.score == "max" else h.p_label
         keep, score = coarse_grained_pruning(
             h.weight, probs_for_score, h.count, lam=self.lam, t=self.t
@@ -183,10 +182,7 @@ class Purifier:
         self._current_dev = labels.clone()
         self.keep_mask = keep.cpu()
         self.current_labels = labels.cpu()
-        state = torch.full((n,), KEPT, dtype=torch.int8, device=self.device)
-        state[~decided] = UNDECIDED
-        state[~keep] = PRUNED
-        state[keep & (labels != self._labels_dev)] = CORRECTED
+        state = state_codes(decided, keep, labels != self._labels_dev)
         if self.ledger is not None:
             self.ledger.append(
                 **self._newest_records(seen),
@@ -195,14 +191,7 @@ class Purifier:
                 state=state.cpu().numpy(),
                 label=labels.cpu().numpy().astype(np.int16),
             )
-        state_cpu = state.cpu()
-        return {
-            "recorded": int(seen.sum()),
-            "kept": int((state_cpu == KEPT).sum()),
-            "pruned": int((state_cpu == PRUNED).sum()),
-            "corrected": int((state_cpu == CORRECTED).sum()),
-            "undecided": int((state_cpu == UNDECIDED).sum()),
-        }
+        return count_states(state, seen)
 
     def _newest_records(self, seen: torch.Tensor) -> dict[str, np.ndarray]:
         """This epoch's records as CPU arrays; NaN (or -1 for ``pred``) where not recorded."""
