@@ -55,7 +55,7 @@ from torch import nn
 
 from d2sp.losses_extra import rank_regularization
 from d2sp.purify.ledger import Ledger, count_states, state_codes
-from d2sp.purify.purifier import _as_label_tensor
+from d2sp.purify.purifier import PurifierQueries, _as_label_tensor
 
 FIELDS = ("weight", "pred", "p_pred", "p_label")
 
@@ -246,7 +246,7 @@ def _check(name: str, value, ok: bool, expected: str) -> None:
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
-class ImprovedPurifier:
+class ImprovedPurifier(PurifierQueries):
     """Dynamic purification, mode ``d2sp+``; the same public API as :class:`Purifier`.
 
     Per epoch, over the newest records (from the teacher when ``teacher``):
@@ -359,10 +359,6 @@ class ImprovedPurifier:
         self.current_labels = self.labels.clone()  # (N,) CPU
         self._current_dev = self._labels_dev.clone()
         self.ledger = Ledger(labels=self.labels.numpy().copy()) if keep_ledger else None
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
 
     @property
     def deciding(self) -> bool:
@@ -503,25 +499,6 @@ class ImprovedPurifier:
         pred = torch.where(seen, h.pred[:, 0], torch.full_like(h.pred[:, 0], -1))
         out["pred"] = pred.cpu().numpy()
         return out
-
-    def labels_for(self, indices) -> torch.Tensor:
-        """``(B,)`` int64 current training labels ``ỹ`` of these samples, on ``indices``' device."""
-        idx = torch.as_tensor(indices)
-        if idx.device == self.device:
-            return self._current_dev[idx.long()]
-        return self.current_labels[idx.cpu().long()].to(idx.device)
-
-    def kept_indices(self) -> np.ndarray:
-        """Indices of the samples to train on next epoch, int64."""
-        return self.keep_mask.nonzero().squeeze(1).numpy()
-
-    def pruned_indices(self) -> np.ndarray:
-        """Indices of the samples not trained on next epoch (pruned or held out), int64."""
-        return (~self.keep_mask).nonzero().squeeze(1).numpy()
-
-    def corrected_indices(self) -> np.ndarray:
-        """Indices whose current training label differs from the annotation."""
-        return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
 
     def rescore_indices(self) -> np.ndarray:
         """Indices to score without gradient at the end of this epoch, int64: with the

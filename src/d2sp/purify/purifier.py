@@ -43,7 +43,38 @@ def _as_label_tensor(labels, num_classes: int) -> torch.Tensor:
     return arr
 
 
-class Purifier:
+class PurifierQueries:
+    """What a training loop reads from a purifier; shared by both modes.
+
+    Expects ``labels`` and ``current_labels`` (``(N,)`` CPU int64), ``keep_mask`` (``(N,)``
+    CPU bool), ``_current_dev`` (current labels on ``device``) and ``device``.
+    """
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def labels_for(self, indices: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` int64 current training labels ``ỹ`` of these samples, on ``indices``' device."""
+        idx = torch.as_tensor(indices)
+        if idx.device == self.device:
+            return self._current_dev[idx.long()]
+        return self.current_labels[idx.cpu().long()].to(idx.device)
+
+    def kept_indices(self) -> np.ndarray:
+        """Indices of the samples to train on next epoch (D3, kept), int64."""
+        return self.keep_mask.nonzero().squeeze(1).numpy()
+
+    def pruned_indices(self) -> np.ndarray:
+        """Indices of the samples not trained on next epoch (D2, pruned or held out), int64."""
+        return (~self.keep_mask).nonzero().squeeze(1).numpy()
+
+    def corrected_indices(self) -> np.ndarray:
+        """Indices whose current training label differs from the annotation."""
+        return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
+
+
+class Purifier(PurifierQueries):
     """Dynamic data purification over ``N`` training samples (DESIGN §2, ``mode: paper``).
 
     Args:
@@ -106,10 +137,6 @@ class Purifier:
         self.current_labels = self.labels.clone()  # (N,) CPU
         self._current_dev = self._labels_dev.clone()
         self.ledger = Ledger(labels=self.labels.numpy().copy()) if keep_ledger else None
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
 
     @property
     def deciding(self) -> bool:
@@ -203,25 +230,6 @@ class Purifier:
         pred = torch.where(seen, stage["pred"], torch.full_like(stage["pred"], -1))
         out["pred"] = pred.cpu().numpy()
         return out
-
-    def labels_for(self, indices: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` int64 current training labels ``ỹ`` of these samples, on ``indices``' device."""
-        idx = torch.as_tensor(indices)
-        if idx.device == self.device:
-            return self._current_dev[idx.long()]
-        return self.current_labels[idx.cpu().long()].to(idx.device)
-
-    def kept_indices(self) -> np.ndarray:
-        """Indices of the samples to train on next epoch (D3), int64."""
-        return self.keep_mask.nonzero().squeeze(1).numpy()
-
-    def pruned_indices(self) -> np.ndarray:
-        """Indices of the samples pruned for the next epoch (D2), int64."""
-        return (~self.keep_mask).nonzero().squeeze(1).numpy()
-
-    def corrected_indices(self) -> np.ndarray:
-        """Indices whose current training label differs from the annotation."""
-        return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
 
     def state_dict(self) -> dict:
         return {
