@@ -54,10 +54,9 @@ import torch
 from torch import nn
 
 from d2sp.losses_extra import rank_regularization
-from d2sp.purify.ledger import Ledger, count_states, state_codes
+from d2sp.purify.history import FIELDS
+from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
 from d2sp.purify.purifier import PurifierQueries, _as_label_tensor
-
-FIELDS = ("weight", "pred", "p_pred", "p_label")
 
 # ---- pure rules over arrays ---------------------------------------------------------------
 
@@ -480,25 +479,13 @@ class ImprovedPurifier(PurifierQueries):
         state = state_codes(decided, keep, correct)
         if self.ledger is not None:
             self.ledger.append(
-                **self._newest_records(seen),
+                **epoch_records(seen, {f: getattr(self.history, f)[:, 0] for f in FIELDS}),
                 score=score.cpu().numpy().astype(np.float32),
                 delta_p=delta_p.cpu().numpy().astype(np.float32),
                 state=state.cpu().numpy(),
                 label=target.cpu().numpy().astype(np.int16),
             )
         return count_states(state, seen)
-
-    def _newest_records(self, seen: torch.Tensor) -> dict[str, np.ndarray]:
-        """This epoch's records as CPU arrays; NaN (or -1 for ``pred``) where not recorded."""
-        h = self.history
-        out = {}
-        for f in ("weight", "p_pred", "p_label"):
-            col = getattr(h, f)[:, 0]
-            v = torch.where(seen, col, torch.full_like(col, float("nan")))
-            out[f] = v.cpu().numpy().astype(np.float16)
-        pred = torch.where(seen, h.pred[:, 0], torch.full_like(h.pred[:, 0], -1))
-        out["pred"] = pred.cpu().numpy()
-        return out
 
     def rescore_indices(self) -> np.ndarray:
         """Indices to score without gradient at the end of this epoch, int64: with the
@@ -509,25 +496,19 @@ class ImprovedPurifier(PurifierQueries):
         return np.flatnonzero(turn | ~self.keep_mask.numpy())
 
     def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "history": self.history.state_dict(),
-            "fresh": self.fresh.cpu(),
-            "corrected_since": self.corrected_since.cpu(),
-            "held_out": self.held_out.cpu(),
-            "keep_mask": self.keep_mask.clone(),
-            "current_labels": self.current_labels.clone(),
-        }
+        state = super().state_dict()
+        state.update(
+            fresh=self.fresh.cpu(),
+            corrected_since=self.corrected_since.cpu(),
+            held_out=self.held_out.cpu(),
+        )
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.history.load_state_dict(state["history"])
+        super().load_state_dict(state)
         self.fresh = state["fresh"].to(self.device).long()
         self.corrected_since = state["corrected_since"].to(self.device).long()
         self.held_out = state["held_out"].to(self.device).bool()
-        self.keep_mask = state["keep_mask"].clone().bool()
-        self.current_labels = state["current_labels"].clone().long()
-        self._current_dev = self.current_labels.to(self.device)
 
 
 # ---- the loop hooks -----------------------------------------------------------------------

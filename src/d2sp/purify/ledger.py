@@ -40,6 +40,20 @@ def count_states(state, seen) -> dict[str, int]:
     }
 
 
+def epoch_records(seen, records: dict) -> dict:
+    """Ledger arrays of this epoch's records ``{weight, pred, p_pred, p_label}`` (``(N,)``
+    tensors each): NaN (``-1`` for ``pred``) where the sample was not recorded."""
+    import torch
+
+    out = {}
+    for f in ("weight", "p_pred", "p_label"):
+        v = torch.where(seen, records[f], torch.full_like(records[f], float("nan")))
+        out[f] = v.cpu().numpy().astype(np.float16)
+    pred = records["pred"]
+    out["pred"] = torch.where(seen, pred, torch.full_like(pred, -1)).cpu().numpy()
+    return out
+
+
 @dataclass
 class Ledger:
     """Append-only per-epoch arrays over ``N`` samples, kept on the CPU."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from d2sp.purify.history import History
-from d2sp.purify.ledger import Ledger, count_states, state_codes
+from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
 from d2sp.purify.stages import coarse_grained_pruning, fine_grained_correction, has_full_window
 
 SCORES = ("max", "label")
@@ -44,10 +44,10 @@ def _as_label_tensor(labels, num_classes: int) -> torch.Tensor:
 
 
 class PurifierQueries:
-    """What a training loop reads from a purifier; shared by both modes.
-
-    Expects ``labels`` and ``current_labels`` (``(N,)`` CPU int64), ``keep_mask`` (``(N,)``
-    CPU bool), ``_current_dev`` (current labels on ``device``) and ``device``.
+    """What a training loop reads from a purifier, and its resumable state; shared by both
+    modes. Expects ``epoch``, ``history``, ``labels`` and ``current_labels`` (``(N,)`` CPU
+    int64), ``keep_mask`` (``(N,)`` CPU bool), ``_current_dev`` (current labels on
+    ``device``) and ``device``.
     """
 
     @property
@@ -72,6 +72,21 @@ class PurifierQueries:
     def corrected_indices(self) -> np.ndarray:
         """Indices whose current training label differs from the annotation."""
         return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "history": self.history.state_dict(),
+            "keep_mask": self.keep_mask.clone(),
+            "current_labels": self.current_labels.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.history.load_state_dict(state["history"])
+        self.keep_mask = state["keep_mask"].clone().bool()
+        self.current_labels = state["current_labels"].clone().long()
+        self._current_dev = self.current_labels.to(self.device)
 
 
 class Purifier(PurifierQueries):
@@ -212,36 +227,10 @@ class Purifier(PurifierQueries):
         state = state_codes(decided, keep, labels != self._labels_dev)
         if self.ledger is not None:
             self.ledger.append(
-                **self._newest_records(seen),
+                **epoch_records(seen, self.history.stage),
                 score=score.cpu().numpy().astype(np.float32),
                 delta_p=delta_p.cpu().numpy().astype(np.float32),
                 state=state.cpu().numpy(),
                 label=labels.cpu().numpy().astype(np.int16),
             )
         return count_states(state, seen)
-
-    def _newest_records(self, seen: torch.Tensor) -> dict[str, np.ndarray]:
-        """This epoch's records as CPU arrays; NaN (or -1 for ``pred``) where not recorded."""
-        stage = self.history.stage
-        out = {}
-        for f in ("weight", "p_pred", "p_label"):
-            v = torch.where(seen, stage[f], torch.full_like(stage[f], float("nan")))
-            out[f] = v.cpu().numpy().astype(np.float16)
-        pred = torch.where(seen, stage["pred"], torch.full_like(stage["pred"], -1))
-        out["pred"] = pred.cpu().numpy()
-        return out
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "history": self.history.state_dict(),
-            "keep_mask": self.keep_mask.clone(),
-            "current_labels": self.current_labels.clone(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.history.load_state_dict(state["history"])
-        self.keep_mask = state["keep_mask"].clone().bool()
-        self.current_labels = state["current_labels"].clone().long()
-        self._current_dev = self.current_labels.to(self.device)
