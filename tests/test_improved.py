@@ -384,6 +384,6 @@ def test_factory_builds_either_mode_with_the_same_api():
 def test_factory_refuses_an_unknown_mode_and_lists_the_known():
     with pytest.raises(ValueError) as err:
         create_purifier("d2sp++", np.array([0, 1]), num_classes=2)
-    assert "mode: expected one of paper, d2sp+, got 'd2sp++'" in str(err.value)
+    assert "mode: expected one of paper, d2sp+, scn, got 'd2sp++'" in str(err.value)
     with pytest.raises(ValueError, match="mode 'paper'.*rank_reg"):
         create_purifier("paper", np.array([0, 1]), num_classes=2, rank_reg=True)

@@ -17,16 +17,24 @@ def default_weight_hidden(num_features: int) -> int:
 
 
 class WeightBranch(nn.Module):
-    """``w = sigmoid(W2 · relu(W1 · x + b1) + b2)``: embedding ``(B, D)`` -> weights ``(B,)``."""
+    """``w = sigmoid(W2 · relu(W1 · x + b1) + b2)``: embedding ``(B, D)`` -> weights ``(B,)``.
+
+    ``hidden=None`` takes :func:`default_weight_hidden`; ``hidden=0`` is one linear layer,
+    ``w = sigmoid(W2 · x + b2)`` (the Self-Cure baseline's branch).
+    """
 
     def __init__(self, num_features: int, hidden: int | None = None):
         super().__init__()
-        hidden = hidden or default_weight_hidden(num_features)
-        self.fc1 = nn.Linear(num_features, hidden)
-        self.fc2 = nn.Linear(hidden, 1)
+        if hidden is None:
+            hidden = default_weight_hidden(num_features)
+        if hidden < 0:
+            raise ValueError(f"hidden: expected >= 0, got {hidden}")
+        self.fc1 = nn.Linear(num_features, hidden) if hidden else None
+        self.fc2 = nn.Linear(hidden or num_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc2(torch.relu(self.fc1(x)))).squeeze(-1)  # (B,)
+        h = x if self.fc1 is None else torch.relu(self.fc1(x))  # (B, H)
+        return torch.sigmoid(self.fc2(h)).squeeze(-1)  # (B,)
 
 
 class ClassifierHead(nn.Module):

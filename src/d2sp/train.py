@@ -30,6 +30,7 @@ from d2sp.losses import weighted_cross_entropy
 from d2sp.metrics import confusion_matrix, war_uar
 from d2sp.models import create_model
 from d2sp.purify import Ledger
+from d2sp.purify.baselines import FixedPurifier, cleanlab_label_issues, stratified_folds
 from d2sp.purify.factory import create_purifier
 from d2sp.purify.improved import training_hooks
 
@@ -46,9 +47,15 @@ class RunResult:
     best_epoch: int
     pruned: int
     corrected: int
-    purifier: object  # Purifier or ImprovedPurifier
+    purifier: object  # Purifier, ImprovedPurifier, ScnPurifier or FixedPurifier
     class_names: tuple[str, ...]
     seconds: float
+    model: torch.nn.Module | None = None  # the final model (not the best one)
+
+
+# modes that decide the training set before training instead of learning it
+PROCEDURES = ("cleanlab", "oracle")
+CLEANLAB_OPTIONS = ("folds", "fold_epochs", "filter_by")
 
 
 def validate_config(cfg: RunConfig) -> None:
@@ -68,15 +75,39 @@ def validate_config(cfg: RunConfig) -> None:
         problems.append(
             f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(datasets)}"
         )
-    if p.mode not in PURIFIERS:
-        problems.append(f"purify.mode: expected one of {', '.join(PURIFIERS)}, got {p.mode!r}")
+    modes = (*PURIFIERS, *PROCEDURES)
+    if p.mode not in modes:
+        problems.append(f"purify.mode: expected one of {', '.join(modes)}, got {p.mode!r}")
+    if p.mode == "oracle" and cfg.data.dataset != "synthdfer":
+        problems.append(
+            "purify.mode: oracle trains on the ground truth, which only synthdfer has; "
+            f"got data.dataset {cfg.data.dataset!r}"
+        )
+    if p.mode in ("scn", *PROCEDURES):
+        set_here = [k for k in ("lam", "tau", "t") if getattr(p, k) is not None]
+        if set_here:
+            problems.append(
+                f"purify.{'/'.join(set_here)}: mode {p.mode} has no such threshold; leave it "
+                "empty (null)" + (" and set purify.options instead" if p.mode == "scn" else "")
+            )
+    if p.mode in PROCEDURES:
+        allowed = CLEANLAB_OPTIONS if p.mode == "cleanlab" else ()
+        unknown = sorted(set(p.options) - set(allowed))
+        if unknown:
+            problems.append(
+                f"purify.options: {p.mode} takes {', '.join(allowed) or 'no options'}, "
+                f"got {', '.join(unknown)}"
+            )
+        folds = p.options.get("folds", 4)
+        if p.mode == "cleanlab" and (not isinstance(folds, int) or folds < 2):
+            problems.append(f"purify.options.folds: expected an integer >= 2, got {folds!r}")
     if p.lam is not None and not 0.0 <= p.lam <= 1.0:
         problems.append(f"purify.lam: expected a value in [0, 1], got {p.lam}")
     if p.tau is not None and not -1.0 <= p.tau <= 1.0:
         problems.append(f"purify.tau: expected a value in [-1, 1], got {p.tau}")
     if p.t is not None and p.t < 1:
         problems.append(f"purify.t: expected an integer >= 1, got {p.t}")
-    if (p.cgp or p.fgc) and o.epochs > 0:
+    if (p.cgp or p.fgc) and o.epochs > 0 and p.mode not in PROCEDURES:
         t = p.t if p.t is not None else 2
         if p.warmup_epochs >= o.epochs:
             problems.append(
@@ -175,11 +206,18 @@ def train(
     resume: bool = False,
     progress: bool = True,
     console: Console | None = None,
+    subset: np.ndarray | None = None,
 ) -> RunResult:
     """Train one run as configured; returns its :class:`RunResult`.
 
     With ``resume=True`` the run continues from ``run_dir/last.pt`` (model, optimizer,
     scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would.
+
+    ``purify.mode`` ``cleanlab`` first trains ``folds`` plain models on the other folds
+    (run folders under ``run_dir/cleanlab/``), drops the label issues that their
+    out-of-sample probabilities reveal and trains a plain model on the rest; ``oracle``
+    trains a plain model on the ground truth (synthdfer) without its low-quality clips.
+    ``subset`` (``(N,)`` bool) trains a plain model on those training samples only.
     """
     console = console or Console()
     validate_config(cfg)
@@ -235,19 +273,37 @@ def train(
             "\n".join(train_split.skipped + test_split.skipped) + "\n"
         )
 
-    purifying = cfg.purify.cgp or cfg.purify.fgc
+    selection = None  # (keep (N,) bool, targets (N,) or None) fixed before training
+    if subset is not None:
+        selection = (np.asarray(subset, dtype=bool), None)
+    elif cfg.purify.mode == "oracle":
+        selection = _oracle_selection(train_split)
+    elif cfg.purify.mode == "cleanlab":
+        selection = _cleanlab_selection(
+            cfg, train_ds, rescore_ds, num_classes, run_dir, device, autocast, progress, console
+        )
+    purifying = (cfg.purify.cgp or cfg.purify.fgc) and selection is None
+    weight_hidden = cfg.model.weight_hidden
+    if weight_hidden is None and cfg.purify.mode == "scn":
+        weight_hidden = 0  # one linear layer, as in Self-Cure
     model = create_model(
         cfg.model.name,
         num_classes=num_classes,
         weight_branch=purifying,
-        weight_hidden=cfg.model.weight_hidden,
+        weight_hidden=weight_hidden,
         dropout=cfg.model.dropout,
         pretrained=cfg.model.pretrained,
         **cfg.model.options,
     ).to(device)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    purifier = build_purifier(cfg, train_ds.labels, num_classes, device)
+    if selection is None:
+        purifier = build_purifier(cfg, train_ds.labels, num_classes, device)
+    else:
+        keep, targets = selection
+        purifier = FixedPurifier(
+            train_ds.labels, num_classes=num_classes, keep=keep, targets=targets, device=device
+        )
     hooks = training_hooks(purifier, model)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -348,7 +404,7 @@ def train(
                     f"{int(first_bad) + 1}: stopped; the last good checkpoint is "
                     f"{run_dir / 'last.pt'} (lower optim.lr?)"
                 )
-            rescore = hooks.rescore_indices() if cfg.purify.revisit_pruned else []
+            rescore = hooks.rescore_indices() if cfg.purify.revisit_pruned and purifying else []
             if purifying and len(rescore):
                 view = train_ds if cfg.purify.mode == "paper" else rescore_ds
                 _rescore(hooks, view, rescore, purifier, cfg, device, autocast)
@@ -418,6 +474,7 @@ def train(
         purifier=purifier,
         class_names=class_names,
         seconds=seconds,
+        model=model,
     )
     (run_dir / "summary.json").write_text(
         json.dumps(
@@ -524,3 +581,89 @@ def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast) -> None:
         with autocast():
             logits, w = hooks.scorer(clips)  # (B, K), (B,)
         hooks.record_rescored(idx, logits, w)
+
+
+def _oracle_selection(train_split) -> tuple[np.ndarray, np.ndarray]:
+    """SynthDFER's ground truth: keep the usable clips, train on their true labels."""
+    from d2sp.data.synth import load_ground_truth
+
+    gt = load_ground_truth(train_split.root, split="train")
+    if len(gt["true_label"]) != len(train_split.samples):
+        raise ValueError(
+            f"{train_split.root}: ground truth has {len(gt['true_label'])} rows for "
+            f"{len(train_split.samples)} training clips"
+        )
+    return ~np.asarray(gt["low_quality"], dtype=bool), np.asarray(gt["true_label"])
+
+
+def _cleanlab_selection(
+    cfg, train_ds, rescore_ds, num_classes, run_dir, device, autocast, progress, console
+):
+    """Confident learning: K-fold out-of-sample probabilities -> label issues -> keep the rest.
+
+    Each fold model is a plain run (folder ``run_dir/cleanlab/fold<k>``), resumable; its
+    probabilities on its held-out fold are saved beside it, so a resumed run skips it.
+    """
+    import copy
+
+    opts = cfg.purify.options
+    folds = int(opts.get("folds", 4))
+    labels = np.asarray(train_ds.labels)
+    fold_of = stratified_folds(labels, folds=folds, seed=cfg.seed)  # (N,)
+    probs = np.zeros((len(labels), num_classes), dtype=np.float64)  # (N, K)
+    cv_dir = run_dir / "cleanlab"
+    for k in range(folds):
+        out = cv_dir / f"fold{k}"
+        saved = out / "heldout_probs.npy"
+        held = np.flatnonzero(fold_of == k)
+        if saved.is_file() and (out / "summary.json").is_file():
+            fold_probs = np.load(saved)
+        else:
+            fold_cfg = copy.deepcopy(cfg)
+            fold_cfg.name = f"{cfg.name}-cleanlab-fold{k}"
+            fold_cfg.seed = cfg.seed * 100 + k
+            fold_cfg.optim.epochs = int(opts.get("fold_epochs", cfg.optim.epochs))
+            fold_cfg.purify.mode, fold_cfg.purify.cgp, fold_cfg.purify.fgc = "paper", False, False
+            fold_cfg.purify.options = {}
+            if progress:
+                console.print(f"[bold]cleanlab[/]: fold {k + 1}/{folds} ({len(held)} held out)")
+            result = train(
+                fold_cfg,
+                run_dir=out,
+                resume=(out / "last.pt").is_file() or (out / "prev.pt").is_file(),
+                progress=progress,
+                console=console,
+                subset=fold_of != k,
+            )
+            fold_probs = _predict_probs(result.model, rescore_ds, held, cfg, device, autocast)
+            np.save(saved, fold_probs)
+        probs[held] = fold_probs
+    issues = cleanlab_label_issues(
+        labels, probs, filter_by=opts.get("filter_by", "prune_by_noise_rate")
+    )
+    np.save(cv_dir / "out_of_sample_probs.npy", probs.astype(np.float32))
+    np.save(cv_dir / "label_issues.npy", issues)
+    if progress:
+        console.print(f"[bold]cleanlab[/]: {int(issues.sum())} label issues dropped")
+    return ~issues, None
+
+
+@torch.no_grad()
+def _predict_probs(model, dataset, indices, cfg, device, autocast) -> np.ndarray:
+    """``(len(indices), K)`` softmax of ``model`` (eval mode) on these samples."""
+    model.eval()
+    loader = _loader(
+        dataset,
+        np.asarray(indices),
+        batch_size=cfg.optim.batch_size,
+        shuffle=False,
+        seed=cfg.seed,
+        workers=cfg.data.workers,
+    )
+    out = []
+    for clips, _, _ in loader:
+        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
+        with autocast():
+            logits, _ = model(clips)  # (B, K)
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(out).double().numpy()
