@@ -169,6 +169,8 @@ def demo(
 
 
 def _register_commands() -> None:
+    from d2sp.commands.ablate import ablate
+    from d2sp.commands.compare import compare
     from d2sp.commands.export import export
     from d2sp.commands.prepare import prepare
     from d2sp.commands.report import report
@@ -176,6 +178,8 @@ def _register_commands() -> None:
     app.command("prepare")(prepare)
     app.command("report")(report)
     app.command("export")(export)
+    app.command("ablate")(ablate)
+    app.command("compare")(compare)
 
 
 _register_commands()

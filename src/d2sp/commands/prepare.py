@@ -119,7 +119,5 @@ def prepare(
         f"{report.bytes / 2**20:.1f} MiB in {report.shards} shard(s), {codec}, "
         f"{report.bytes / max(report.num_clips, 1) / 2**10:.0f} KiB per clip",
     )
-    summary.add_row(
-        "time", f"{report.seconds:.1f} s" + (f" ({rate:.0f} clips/s)" if rate else "")
-    )
+    summary.add_row("time", f"{report.seconds:.1f} s" + (f" ({rate:.0f} clips/s)" if rate else ""))
     console.print(summary)
