@@ -23,20 +23,7 @@ from d2sp.experiments import (
     summarize,
     write_results,
 )
-
-TINY = [
-    "data.options={num_train: 48, num_test: 21, size: 32, min_frames: 4, max_frames: 8, "
-    "workers: 1}",
-    "data.num_frames=4",
-    "data.size=32",
-    "data.workers=0",
-    "model.options={width: 4, lstm_hidden: 16}",
-    "optim.epochs=3",
-    "optim.batch_size=8",
-    "purify.warmup_epochs=2",
-    "purify.t=1",
-    "purify.lam=0.0",
-]
+from tests.test_train import TINY
 
 
 @pytest.fixture(scope="module")
