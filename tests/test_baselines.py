@@ -231,3 +231,21 @@ def test_cleanlab_refuses_unknown_options(tmp_path, synth_root):  # noqa: F811
     cfg.purify.lam = cfg.purify.t = None
     with pytest.raises(ValueError, match="cleanlab takes folds, fold_epochs, filter_by, got k"):
         validate_config(cfg)
+
+
+def _issues_in_worker(labels, probs):
+    return cleanlab_label_issues(labels, probs)
+
+
+def test_cleanlab_rule_runs_inside_a_spawned_worker():
+    # d2sp compare --jobs N trains in spawned processes; cleanlab's own pool failed there
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    labels = np.repeat(np.arange(3), 20)
+    probs = np.full((60, 3), 0.05)
+    probs[np.arange(60), labels] = 0.9
+    labels[5] = 1  # one contradicted label
+    with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        issues = pool.submit(_issues_in_worker, labels, probs).result()
+    assert np.flatnonzero(issues).tolist() == [5]

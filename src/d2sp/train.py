@@ -3,6 +3,12 @@
 The run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
 object per epoch), ``ledger.npz`` (every sample's record and state per epoch),
 ``last.pt`` and ``best.pt`` checkpoints (each with the config) and ``summary.json``.
+
+Started by ``torchrun`` (``WORLD_SIZE > 1``), one run trains on every process with
+DistributedDataParallel: ``optim.batch_size`` stays the global batch, each process trains
+and records its share of every batch (:class:`d2sp.distributed.ShardedBatchSampler`), the
+purifier's records are combined at the end of each epoch so that every process takes the
+same decisions, and only rank 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -20,12 +26,30 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from d2sp.config import RunConfig, config_to_dict, save_config
 from d2sp.data.dataset import ClipDataset, normalize_clips
 from d2sp.data.registry import class_counts
 from d2sp.data.splits import load_split
+from d2sp.distributed import (
+    SINGLE,
+    DistInfo,
+    ShardedBatchSampler,
+    all_reduce_min,
+    all_reduce_sum,
+    broadcast_buffers,
+    broadcast_object,
+    check_batch_size,
+    check_replicas,
+    check_same,
+    current_info,
+    distributed_session,
+    launch_info,
+    main_process_first,
+    process_device,
+)
 from d2sp.losses import weighted_cross_entropy
 from d2sp.metrics import confusion_matrix, war_uar
 from d2sp.models import create_model
@@ -134,13 +158,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for, but CUDA is not available here")
-    return dev
+def resolve_device(name: str, info: DistInfo = SINGLE) -> torch.device:
+    """The device for a config's ``device`` (``cuda:LOCAL_RANK`` for a process of a CUDA run
+    of several)."""
+    return process_device(name, info)
 
 
 def seed_everything(seed: int) -> None:
@@ -149,16 +170,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loader(dataset, indices, *, batch_size, shuffle, seed, workers, drop_last=False):
+def _loader(
+    dataset,
+    indices,
+    *,
+    batch_size,
+    shuffle,
+    seed,
+    workers,
+    drop_last=False,
+    info: DistInfo = SINGLE,
+    pad_empty=False,
+):
+    """This process's batches over ``dataset`` (or its ``indices``): its share of global
+    batches of ``batch_size`` in one seeded order (:class:`ShardedBatchSampler`)."""
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        Subset(dataset, indices.tolist()) if indices is not None else dataset,
-        batch_size=batch_size,
+    n = len(dataset) if indices is None else len(indices)
+    batches = ShardedBatchSampler(
+        n,
+        batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
         shuffle=shuffle,
         generator=gen,
+        drop_last=drop_last,
+        pad_empty=pad_empty,
+    )
+    return DataLoader(
+        Subset(dataset, indices.tolist()) if indices is not None else dataset,
+        batch_sampler=batches,
+        generator=gen,  # the loader draws its worker seed from it before the first batch
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        drop_last=drop_last,
     )
 
 
@@ -177,20 +220,32 @@ def _lr_lambda(cfg, steps_per_epoch: int):
     return factor
 
 
+def _inputs(clips: torch.Tensor, model, device) -> torch.Tensor:
+    """uint8 clips of a batch -> normalised clips ``(B, T, C, H, W)`` in the model's dtype."""
+    dtype = next(model.parameters()).dtype
+    return normalize_clips(clips.to(device, non_blocking=True), dtype)  # (B, T, C, H, W)
+
+
 @torch.no_grad()
 def evaluate(model, loader, device, autocast) -> tuple[np.ndarray, torch.Tensor]:
-    """Confusion matrix ``(K, K)`` and predictions ``(N,)`` over a loader (eval mode)."""
+    """Confusion matrix ``(K, K)`` and predictions ``(M,)`` over a loader (eval mode).
+
+    In a distributed run the matrix is summed over the processes (each evaluates its share
+    of the loader's samples); the predictions are this process's.
+    """
     model.eval()
-    preds, targets = [], []
+    num_classes = model.head.fc.out_features
+    preds, targets = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
     for clips, labels, _ in loader:
-        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
         with autocast():
-            logits, _ = model(clips)  # (B, K)
+            logits, _ = model(_inputs(clips, model, device))  # (B, K)
         preds.append(logits.argmax(1).cpu())
         targets.append(labels)
     preds_t, targets_t = torch.cat(preds), torch.cat(targets)
-    num_classes = model.head.fc.out_features
-    return confusion_matrix(preds_t, targets_t, num_classes), preds_t
+    cm = confusion_matrix(preds_t, targets_t, num_classes)  # (K, K)
+    if current_info().enabled:
+        cm = all_reduce_sum(torch.from_numpy(cm)).numpy()
+    return cm, preds_t
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -218,19 +273,36 @@ def train(
     out-of-sample probabilities reveal and trains a plain model on the rest; ``oracle``
     trains a plain model on the ground truth (synthdfer) without its low-quality clips.
     ``subset`` (``(N,)`` bool) trains a plain model on those training samples only.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this with the same config:
+    the process group is opened here (and closed on the way out), each process trains its
+    share of every global batch of ``optim.batch_size``, and only rank 0 writes the run
+    folder and prints; every process returns the same result.
     """
     console = console or Console()
     validate_config(cfg)
+    info = launch_info()
+    check_batch_size(cfg.optim.batch_size, info.world_size)
+    device = resolve_device(cfg.device, info)
+    with distributed_session(device, info):
+        if not info.is_main:
+            console, progress = Console(quiet=True), False
+        return _train(cfg, info, device, run_dir, resume, progress, console, subset)
+
+
+def _train(cfg, info, device, run_dir, resume, progress, console, subset) -> RunResult:
+    """The body of :func:`train`, on one process of ``info``'s world."""
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    main = info.is_main
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
 
-    train_split = load_split(cfg.data, "train")
-    test_split = load_split(cfg.data, "test")
+    with main_process_first():  # a dataset generated or cached once, by rank 0
+        train_split = load_split(cfg.data, "train", progress=main)
+        test_split = load_split(cfg.data, "test", progress=main)
     class_names = tuple(train_split.class_names)
     num_classes = len(class_names)
     common = dict(num_frames=cfg.data.num_frames, size=cfg.data.size, seed=cfg.seed)
@@ -256,22 +328,23 @@ def train(
                 console.print(f"[yellow]skipped[/] {line}")
 
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     metrics_path = run_dir / "metrics.jsonl"
     ckpt_path = run_dir / "last.pt"
     # a kill between moving last.pt to prev.pt and writing the new last.pt leaves only prev.pt
     resume_from = next((p for p in (ckpt_path, run_dir / "prev.pt") if p.is_file()), None)
     resume = resume and resume_from is not None
-    if not resume:
-        metrics_path.write_text("")
-    (run_dir / "class_counts.json").write_text(
-        json.dumps({"train": class_counts(train_split), "test": class_counts(test_split)}, indent=1)
-    )
-    if train_split.skipped or test_split.skipped:
-        (run_dir / "skipped.txt").write_text(
-            "\n".join(train_split.skipped + test_split.skipped) + "\n"
-        )
+    resume, resume_from = broadcast_object((resume, resume_from))  # rank 0's view of the folder
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        if not resume:
+            metrics_path.write_text("")
+        counts = {"train": class_counts(train_split), "test": class_counts(test_split)}
+        (run_dir / "class_counts.json").write_text(json.dumps(counts, indent=1))
+        if train_split.skipped or test_split.skipped:
+            (run_dir / "skipped.txt").write_text(
+                "\n".join(train_split.skipped + test_split.skipped) + "\n"
+            )
 
     selection = None  # (keep (N,) bool, targets (N,) or None) fixed before training
     if subset is not None:
@@ -304,7 +377,12 @@ def train(
         purifier = FixedPurifier(
             train_ds.labels, num_classes=num_classes, keep=keep, targets=targets, device=device
         )
-    hooks = training_hooks(purifier, model)
+    hooks = training_hooks(purifier, model)  # (an EMA teacher copies the bare model)
+    net = model  # what the training step calls: the model, or its DDP wrapper
+    if info.enabled:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=cfg.optim.lr,
@@ -320,6 +398,7 @@ def train(
         shuffle=False,
         seed=cfg.seed,
         workers=cfg.data.workers,
+        info=info,
     )
 
     best = {"war": -1.0, "uar": 0.0, "epoch": 0}
@@ -327,7 +406,7 @@ def train(
     start_epoch = 0
     if resume:
         start_epoch, best, war, uar = _restore(
-            resume_from, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir
+            resume_from, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir, main
         )
         console.print(f"resuming {run_dir} after epoch {start_epoch}")
     bar = Progress(
@@ -359,6 +438,8 @@ def train(
                     seed=cfg.seed * 1000 + epoch,
                     workers=cfg.data.workers,
                     drop_last=len(kept) > cfg.optim.batch_size,
+                    info=info,
+                    pad_empty=True,  # every process takes part in every step
                 )
                 if len(kept)
                 else []
@@ -372,10 +453,11 @@ def train(
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             seen = 0
             for step, (clips, _, idx) in enumerate(loader):
-                clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
+                mine, total = loader.batch_sampler.share_sizes(step)  # samples here, in all
+                clips = _inputs(clips, model, device)  # (B, T, C, H, W)
                 labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
                 with autocast():
-                    logits, w = model(clips)  # (B, K), (B,) or None
+                    logits, w = net(clips)  # (B, K), (B,) or None
                 if purifying:
                     loss = weighted_cross_entropy(
                         logits, w, labels, label_smoothing=cfg.optim.label_smoothing
@@ -389,26 +471,48 @@ def train(
                 bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
                 first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if info.enabled:
+                    # DDP averages the processes' gradients: weight each share's mean loss by
+                    # its size so that the result is the gradient of the whole batch's mean
+                    (loss * (mine * info.world_size / total)).backward()
+                else:
+                    loss.backward()
                 optimizer.step()
                 scheduler.step()
                 hooks.after_step()
-                purifier.record(idx, logits.detach(), None if w is None else w.detach())
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.detach().argmax(1) == labels).sum()
-                seen += len(idx)
+                if mine:  # not a stand-in for an empty share
+                    purifier.record(idx, logits.detach(), None if w is None else w.detach())
+                    loss_sum += loss.detach() * len(idx)
+                    correct += (logits.detach().argmax(1) == labels).sum()
+                    seen += len(idx)
                 bar.update(task, advance=1)
+            if info.enabled:
+                never = torch.full_like(first_bad, 2**62)
+                first_bad = all_reduce_min(torch.where(first_bad < 0, never, first_bad))
+                first_bad = torch.where(first_bad == never, -1, first_bad)
+                loss_sum, correct = all_reduce_sum(loss_sum), all_reduce_sum(correct)
+                seen = int(all_reduce_sum(torch.tensor(seen, device=device)))
             if int(first_bad) >= 0:
                 raise NonFiniteLossError(
                     f"loss became NaN or infinite at epoch {epoch + 1}, batch "
                     f"{int(first_bad) + 1}: stopped; the last good checkpoint is "
                     f"{run_dir / 'last.pt'} (lower optim.lr?)"
                 )
+            if info.enabled:  # the replicas must agree before they score anything
+                teacher = () if hooks.teacher is None else (hooks.teacher.model,)
+                for m in (model, *teacher):
+                    broadcast_buffers(m)  # per-process batch statistics -> rank 0's
+                check_replicas(model, *teacher, what="model and teacher")
             rescore = hooks.rescore_indices() if cfg.purify.revisit_pruned and purifying else []
             if purifying and len(rescore):
                 view = train_ds if cfg.purify.mode == "paper" else rescore_ds
-                _rescore(hooks, view, rescore, purifier, cfg, device, autocast)
+                _rescore(hooks, view, rescore, purifier, cfg, device, autocast, info)
+            if info.enabled:
+                purifier.combine_staged(all_reduce_sum)
             summary = purifier.end_epoch()
+            if info.enabled:  # the next epoch's steps must be the same on every process
+                decided = torch.cat([purifier.keep_mask.long(), purifier.current_labels])  # (2N,)
+                check_same(decided, "the kept samples and their labels")
             _guard_purification(purifier, class_names, cfg, epoch, console)
             cm, _ = evaluate(model, test_loader, device, autocast)
             war, uar = war_uar(cm)
@@ -425,34 +529,14 @@ def train(
                 "seconds": time.perf_counter() - t0,
                 "confusion": cm.tolist(),
             }
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if purifier.ledger is not None:
-                purifier.ledger.save(run_dir / "ledger.npz")
-            ckpt = {
-                "model": model.state_dict(),
-                "config": config_to_dict(cfg),
-                "class_names": list(class_names),
-                "epoch": epoch + 1,
-                "metrics": {"war": war, "uar": uar},
-            }
-            if war > best["war"]:
+            improved = war > best["war"]
+            if improved:
                 best = {"war": war, "uar": uar, "epoch": epoch + 1}
-                _save_atomic(ckpt, run_dir / "best.pt")
-            ckpt.update(
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                purifier=purifier.state_dict(),
-                hooks=_hooks_state(hooks),
-                rng={
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                },
-                best=best,
-            )
-            if ckpt_path.is_file():  # keep the previous one too
-                os.replace(ckpt_path, run_dir / "prev.pt")
-            _save_atomic(ckpt, ckpt_path)
+            if main:
+                _save_epoch(
+                    row, cfg, class_names, run_dir, model, optimizer, scheduler, purifier,
+                    hooks, best, improved,
+                )  # fmt: skip
             if progress:
                 console.print(
                     f"[dim]{cfg.name}[/] epoch {epoch + 1:>3}/{cfg.optim.epochs}  "
@@ -476,25 +560,61 @@ def train(
         seconds=seconds,
         model=model,
     )
-    (run_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "war": war,
-                "uar": uar,
-                "best_war": best["war"],
-                "best_uar": best["uar"],
-                "best_epoch": best["epoch"],
-                "pruned": result.pruned,
-                "corrected": result.corrected,
-                "train_samples": len(train_ds),
-                "test_samples": len(test_ds),
-                "skipped": len(train_split.skipped) + len(test_split.skipped),
-                "seconds": seconds,
-            },
-            indent=1,
+    if main:
+        (run_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "war": war,
+                    "uar": uar,
+                    "best_war": best["war"],
+                    "best_uar": best["uar"],
+                    "best_epoch": best["epoch"],
+                    "pruned": result.pruned,
+                    "corrected": result.corrected,
+                    "train_samples": len(train_ds),
+                    "test_samples": len(test_ds),
+                    "skipped": len(train_split.skipped) + len(test_split.skipped),
+                    "seconds": seconds,
+                },
+                indent=1,
+            )
         )
-    )
     return result
+
+
+def _save_epoch(
+    row, cfg, class_names, run_dir, model, optimizer, scheduler, purifier, hooks, best, improved
+) -> None:
+    """Append the epoch's metrics, save the ledger, ``best.pt`` (if ``improved``) and
+    ``last.pt`` (the previous one kept as ``prev.pt``)."""
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if purifier.ledger is not None:
+        purifier.ledger.save(run_dir / "ledger.npz")
+    ckpt = {
+        "model": model.state_dict(),
+        "config": config_to_dict(cfg),
+        "class_names": list(class_names),
+        "epoch": row["epoch"],
+        "metrics": {"war": row["war"], "uar": row["uar"]},
+    }
+    if improved:
+        _save_atomic(ckpt, run_dir / "best.pt")
+    ckpt.update(
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        purifier=purifier.state_dict(),
+        hooks=_hooks_state(hooks),
+        rng={
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        best=best,
+    )
+    ckpt_path = run_dir / "last.pt"
+    if ckpt_path.is_file():  # keep the previous one too
+        os.replace(ckpt_path, run_dir / "prev.pt")
+    _save_atomic(ckpt, ckpt_path)
 
 
 class PurificationGuardError(RuntimeError):
@@ -531,8 +651,11 @@ def _hooks_state(hooks) -> dict:
     }
 
 
-def _restore(ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir):
-    """Load ``last.pt`` into the run's objects; returns (epoch, best, war, uar)."""
+def _restore(
+    ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_path, run_dir, main=True
+):
+    """Load ``last.pt`` into the run's objects; returns (epoch, best, war, uar). The main
+    process also drops the metrics rows written after the checkpoint."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     epoch = int(ckpt["epoch"])
     model.load_state_dict(ckpt["model"])
@@ -549,10 +672,10 @@ def _restore(ckpt_path, model, optimizer, scheduler, purifier, hooks, metrics_pa
         ledger = Ledger.load(run_dir / "ledger.npz")
         ledger.rows = {k: v[:epoch] for k, v in ledger.rows.items()}  # drop rows after ckpt
         purifier.ledger = ledger
-    lines = metrics_path.read_text().splitlines()[:epoch]
-    metrics_path.write_text("".join(line + "\n" for line in lines))
-    last = json.loads(lines[-1]) if lines else {"war": 0.0, "uar": 0.0}
-    return epoch, dict(ckpt["best"]), last["war"], last["uar"]
+    if main:
+        lines = metrics_path.read_text().splitlines()[:epoch]
+        metrics_path.write_text("".join(line + "\n" for line in lines))
+    return epoch, dict(ckpt["best"]), ckpt["metrics"]["war"], ckpt["metrics"]["uar"]
 
 
 def build_purifier(cfg: RunConfig, labels, num_classes: int, device):
@@ -566,8 +689,9 @@ def build_purifier(cfg: RunConfig, labels, num_classes: int, device):
 
 
 @torch.no_grad()
-def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast) -> None:
-    """Score samples without gradient (pruned ones, or all for a teacher) for the purifier."""
+def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast, info=SINGLE) -> None:
+    """Score samples without gradient (pruned ones, or all for a teacher) for the purifier;
+    each process scores its share of ``indices``."""
     loader = _loader(
         dataset,
         np.asarray(indices),
@@ -575,9 +699,10 @@ def _rescore(hooks, dataset, indices, purifier, cfg, device, autocast) -> None:
         shuffle=False,
         seed=cfg.seed,
         workers=cfg.data.workers,
+        info=info,
     )
     for clips, _, idx in loader:
-        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
+        clips = _inputs(clips, hooks.model, device)  # (B, T, C, H, W)
         with autocast():
             logits, w = hooks.scorer(clips)  # (B, K), (B,)
         hooks.record_rescored(idx, logits, w)
@@ -602,7 +727,8 @@ def _cleanlab_selection(
     """Confident learning: K-fold out-of-sample probabilities -> label issues -> keep the rest.
 
     Each fold model is a plain run (folder ``run_dir/cleanlab/fold<k>``), resumable; its
-    probabilities on its held-out fold are saved beside it, so a resumed run skips it.
+    probabilities on its held-out fold are saved beside it, so a resumed run skips it. In a
+    distributed run every process trains the folds together and rank 0 decides the issues.
     """
     import copy
 
@@ -612,11 +738,12 @@ def _cleanlab_selection(
     fold_of = stratified_folds(labels, folds=folds, seed=cfg.seed)  # (N,)
     probs = np.zeros((len(labels), num_classes), dtype=np.float64)  # (N, K)
     cv_dir = run_dir / "cleanlab"
+    main = current_info().is_main
     for k in range(folds):
         out = cv_dir / f"fold{k}"
         saved = out / "heldout_probs.npy"
         held = np.flatnonzero(fold_of == k)
-        if saved.is_file() and (out / "summary.json").is_file():
+        if broadcast_object(saved.is_file() and (out / "summary.json").is_file()):
             fold_probs = np.load(saved)
         else:
             fold_cfg = copy.deepcopy(cfg)
@@ -636,13 +763,17 @@ def _cleanlab_selection(
                 subset=fold_of != k,
             )
             fold_probs = _predict_probs(result.model, rescore_ds, held, cfg, device, autocast)
-            np.save(saved, fold_probs)
+            if main:
+                np.save(saved, fold_probs)
         probs[held] = fold_probs
-    issues = cleanlab_label_issues(
-        labels, probs, filter_by=opts.get("filter_by", "prune_by_noise_rate")
-    )
-    np.save(cv_dir / "out_of_sample_probs.npy", probs.astype(np.float32))
-    np.save(cv_dir / "label_issues.npy", issues)
+    issues = None
+    if main:  # the same training set on every process: rank 0's
+        issues = cleanlab_label_issues(
+            labels, probs, filter_by=opts.get("filter_by", "prune_by_noise_rate")
+        )
+        np.save(cv_dir / "out_of_sample_probs.npy", probs.astype(np.float32))
+        np.save(cv_dir / "label_issues.npy", issues)
+    issues = broadcast_object(issues)
     if progress:
         console.print(f"[bold]cleanlab[/]: {int(issues.sum())} label issues dropped")
     return ~issues, None
@@ -650,20 +781,27 @@ def _cleanlab_selection(
 
 @torch.no_grad()
 def _predict_probs(model, dataset, indices, cfg, device, autocast) -> np.ndarray:
-    """``(len(indices), K)`` softmax of ``model`` (eval mode) on these samples."""
+    """``(len(indices), K)`` softmax of ``model`` (eval mode) on these samples (each process
+    predicts its share; every process gets them all)."""
     model.eval()
+    info = current_info()
+    indices = np.asarray(indices)
     loader = _loader(
         dataset,
-        np.asarray(indices),
+        indices,
         batch_size=cfg.optim.batch_size,
         shuffle=False,
         seed=cfg.seed,
         workers=cfg.data.workers,
+        info=info,
     )
-    out = []
-    for clips, _, _ in loader:
-        clips = normalize_clips(clips.to(device, non_blocking=True))  # (B, T, C, H, W)
+    row_of = {int(i): r for r, i in enumerate(indices)}  # dataset index -> output row
+    out = torch.zeros(len(indices), model.head.fc.out_features, dtype=torch.float64)  # (M, K)
+    for clips, _, idx in loader:
         with autocast():
-            logits, _ = model(clips)  # (B, K)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).double().numpy()
+            logits, _ = model(_inputs(clips, model, device))  # (B, K)
+        rows = torch.tensor([row_of[int(i)] for i in idx])  # (B,)
+        out[rows] = torch.softmax(logits.float(), dim=1).cpu().double()  # (B, K)
+    if info.enabled:  # each row was predicted by exactly one process
+        out = all_reduce_sum(out)
+    return out.numpy()

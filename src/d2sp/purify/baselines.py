@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from d2sp.losses_extra import rank_regularization
-from d2sp.purify.history import History
+from d2sp.purify.history import History, reduce_staged
 from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
 from d2sp.purify.purifier import PurifierQueries, _as_label_tensor
 
@@ -55,7 +55,9 @@ def cleanlab_label_issues(labels, probs, *, filter_by: str = "prune_by_noise_rat
     if probs.ndim != 2 or probs.shape[0] != len(labels):
         raise ValueError(f"probs: expected shape ({len(labels)}, K), got {tuple(probs.shape)}")
     probs = probs / probs.sum(axis=1, keepdims=True)
-    return np.asarray(find_label_issues(labels, probs, filter_by=filter_by), dtype=bool)
+    # n_jobs=1: cleanlab's own worker pool fails inside spawned processes (d2sp compare --jobs)
+    issues = find_label_issues(labels, probs, filter_by=filter_by, n_jobs=1)
+    return np.asarray(issues, dtype=bool)
 
 
 def scn_relabel(
@@ -106,7 +108,9 @@ class _RecordingPurifier(PurifierQueries):
         self._labels_dev = self.labels.to(self.device)
         n = len(self.labels)
         self.history = History(n, 1, device=self.device)
-        self._probs = torch.zeros(n, num_classes, device=self.device)  # (N, K) this epoch
+        self._probs = torch.zeros(
+            n, num_classes, dtype=torch.float32, device=self.device
+        )  # (N, K) this epoch
         self.epoch = 0
         self.keep_mask = torch.ones(n, dtype=torch.bool)
         self.current_labels = self.labels.clone()
@@ -131,6 +135,13 @@ class _RecordingPurifier(PurifierQueries):
             )  # (B,)
             self._probs[idx] = probs
             self.history.stage_batch(idx, w, pred, p_pred, p_label)
+
+    def combine_staged(self, reduce) -> None:
+        """Combine this epoch's records across the processes of a distributed run, before
+        :meth:`end_epoch`; ``reduce`` sums a tensor over the processes (see
+        :meth:`Purifier.combine_staged <d2sp.purify.purifier.Purifier.combine_staged>`)."""
+        h = self.history
+        reduce_staged({**h.stage, "probs": self._probs}, h.seen, reduce)
 
     def _log(self, seen, decided, keep, labels, score, delta_p) -> dict[str, int]:
         state = state_codes(decided, keep, labels != self._labels_dev)

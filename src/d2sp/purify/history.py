@@ -8,9 +8,38 @@ in an epoch still gets one record. Memory is ``O(N · t)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 FIELDS = ("weight", "pred", "p_pred", "p_label")
+
+
+def reduce_staged(
+    staged: dict[str, torch.Tensor],
+    seen: torch.Tensor,
+    reduce: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """Combine the records that several processes staged this epoch, in place.
+
+    Every process calls this with its own ``staged`` tensors (``(N, ...)`` each) and ``seen``
+    mask (``(N,)`` bool); ``reduce`` sums a tensor over the processes (e.g.
+    :func:`d2sp.distributed.all_reduce_sum`). Each sample must be recorded by at most one
+    process per pass: a record is then the sum of itself and zeros, exactly. Afterwards
+    every process holds every record and ``seen`` is the union; entries no process recorded
+    keep their (identical) earlier values, as in a single process.
+    """
+    count = reduce(seen.to(torch.int32))  # (N,) processes that recorded each sample
+    if bool((count > 1).any()):
+        raise RuntimeError(
+            f"{int((count > 1).sum())} samples were recorded by more than one process this epoch"
+        )
+    union = count > 0  # (N,)
+    for t in staged.values():
+        shape = (-1, *([1] * (t.ndim - 1)))
+        mine = torch.where(seen.reshape(shape), t, torch.zeros_like(t))  # (N, ...) own records
+        t.copy_(torch.where(union.reshape(shape), reduce(mine), t))
+    seen.copy_(union)
 
 
 class History:
@@ -24,10 +53,10 @@ class History:
         self.t = t
         dev = torch.device(device)
         self._slots = {
-            "weight": torch.zeros(t, num_samples, device=dev),  # (t, N)
+            "weight": torch.zeros(t, num_samples, dtype=torch.float32, device=dev),  # (t, N)
             "pred": torch.zeros(t, num_samples, dtype=torch.int16, device=dev),  # (t, N)
-            "p_pred": torch.zeros(t, num_samples, device=dev),  # (t, N)
-            "p_label": torch.zeros(t, num_samples, device=dev),  # (t, N)
+            "p_pred": torch.zeros(t, num_samples, dtype=torch.float32, device=dev),  # (t, N)
+            "p_label": torch.zeros(t, num_samples, dtype=torch.float32, device=dev),  # (t, N)
         }
         self.count = torch.zeros(num_samples, dtype=torch.int64, device=dev)  # (N,)
         # staging row for the epoch in progress
@@ -65,6 +94,10 @@ class History:
         self.count += seen
         self.seen.zero_()
         return seen
+
+    def combine_staged(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Combine the staged records of several processes (see :func:`reduce_staged`)."""
+        reduce_staged(self.stage, self.seen, reduce)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {f: v.T.contiguous().cpu() for f, v in self._slots.items()}  # (N, t) each

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from d2sp.losses_extra import rank_regularization
-from d2sp.purify.history import FIELDS
+from d2sp.purify.history import FIELDS, reduce_staged
 from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
 from d2sp.purify.purifier import PurifierQueries, _as_label_tensor
 
@@ -194,10 +194,10 @@ class OrderedHistory:
     def __init__(self, num_samples: int, width: int, *, device: torch.device | str = "cpu"):
         dev = torch.device(device)
         self.width = width
-        self.weight = torch.zeros(num_samples, width, device=dev)  # (N, W)
+        self.weight = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
         self.pred = torch.zeros(num_samples, width, dtype=torch.int16, device=dev)  # (N, W)
-        self.p_pred = torch.zeros(num_samples, width, device=dev)  # (N, W)
-        self.p_label = torch.zeros(num_samples, width, device=dev)  # (N, W)
+        self.p_pred = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
+        self.p_label = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
         self.count = torch.zeros(num_samples, dtype=torch.int64, device=dev)  # (N,)
 
     def push(self, idx: torch.Tensor, **fields: torch.Tensor) -> None:
@@ -227,8 +227,8 @@ class _Staging:
     """Records of the epoch in progress: probabilities ``(N, K)``, weights ``(N,)``, seen."""
 
     def __init__(self, n: int, k: int, device: torch.device):
-        self.probs = torch.zeros(n, k, device=device)  # (N, K)
-        self.weight = torch.zeros(n, device=device)  # (N,)
+        self.probs = torch.zeros(n, k, dtype=torch.float32, device=device)  # (N, K)
+        self.weight = torch.zeros(n, dtype=torch.float32, device=device)  # (N,)
         self.seen = torch.zeros(n, dtype=torch.bool, device=device)  # (N,)
 
     def put(self, idx: torch.Tensor, probs: torch.Tensor, w: torch.Tensor) -> None:
@@ -397,11 +397,18 @@ class ImprovedPurifier(PurifierQueries):
         with torch.no_grad():
             probs = torch.softmax(logits.detach().float(), dim=1).to(self.device)  # (B, K)
             if weights is None:
-                w = torch.ones(len(idx), device=self.device)  # (B,)
+                w = torch.ones(len(idx), dtype=torch.float32, device=self.device)  # (B,)
             else:
                 w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
             stage = self._rescore_stage if rescore else self._train_stage
             stage.put(idx, probs, w)
+
+    def combine_staged(self, reduce) -> None:
+        """Combine this epoch's records (training pass and re-scoring) across the processes of
+        a distributed run, before :meth:`end_epoch`; ``reduce`` sums a tensor over the
+        processes (see :meth:`Purifier.combine_staged <d2sp.purify.purifier.Purifier.combine_staged>`)."""
+        for stage in (self._train_stage, self._rescore_stage):
+            reduce_staged({"probs": stage.probs, "weight": stage.weight}, stage.seen, reduce)
 
     def _commit_records(self) -> torch.Tensor:
         """Push this epoch's records into the history; returns the ``(N,)`` recorded mask."""

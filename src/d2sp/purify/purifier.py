@@ -190,6 +190,13 @@ class Purifier(PurifierQueries):
                 w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
             self.history.stage_batch(idx, w, pred, p_pred, p_label)
 
+    def combine_staged(self, reduce) -> None:
+        """Combine this epoch's records across the processes of a distributed run, before
+        :meth:`end_epoch`: ``reduce`` sums a tensor over the processes (e.g.
+        :func:`d2sp.distributed.all_reduce_sum`), each of which recorded its own samples;
+        afterwards every process holds every record and takes the same decisions."""
+        self.history.combine_staged(reduce)
+
     def end_epoch(self) -> dict[str, int]:
         """Commit this epoch's records, recompute the kept set and labels, log the ledger.
 
