@@ -119,20 +119,10 @@ class _RecordingPurifier(PurifierQueries):
 
     def record(self, indices, logits: torch.Tensor, weights: torch.Tensor | None = None) -> None:
         """Record one batch: ``indices (B,)``, ``logits (B, K)``, ``weights (B,)`` or ``None``."""
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"logits: expected shape (B, {self.num_classes}), got {tuple(logits.shape)}"
-            )
-        idx = torch.as_tensor(indices).to(self.device, non_blocking=True).long()  # (B,)
+        idx, probs, w = self._batch_records(indices, logits, weights)  # (B,), (B, K), (B,)
         with torch.no_grad():
-            probs = torch.softmax(logits.detach().float(), dim=1).to(self.device)  # (B, K)
             p_pred, pred = probs.max(dim=1)  # (B,), (B,)
             p_label = probs.gather(1, self._labels_dev[idx].unsqueeze(1)).squeeze(1)  # (B,)
-            w = (
-                torch.ones_like(p_pred)
-                if weights is None
-                else weights.detach().float().reshape(-1).to(self.device)
-            )  # (B,)
             self._probs[idx] = probs
             self.history.stage_batch(idx, w, pred, p_pred, p_label)
 

@@ -384,24 +384,9 @@ class ImprovedPurifier(PurifierQueries):
         ``rescore=True`` marks the end-of-epoch no-grad pass (:meth:`TrainingHooks.record_rescored`).
         The last record of a sample in an epoch wins.
         """
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"logits: expected shape (B, {self.num_classes}), got {tuple(logits.shape)}"
-            )
-        idx = torch.as_tensor(indices).to(self.device, non_blocking=True).long()  # (B,)
-        if idx.shape != logits.shape[:1]:
-            raise ValueError(
-                f"indices: expected shape ({logits.shape[0]},) to match logits, "
-                f"got {tuple(idx.shape)}"
-            )
-        with torch.no_grad():
-            probs = torch.softmax(logits.detach().float(), dim=1).to(self.device)  # (B, K)
-            if weights is None:
-                w = torch.ones(len(idx), dtype=torch.float32, device=self.device)  # (B,)
-            else:
-                w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
-            stage = self._rescore_stage if rescore else self._train_stage
-            stage.put(idx, probs, w)
+        idx, probs, w = self._batch_records(indices, logits, weights)  # (B,), (B, K), (B,)
+        stage = self._rescore_stage if rescore else self._train_stage
+        stage.put(idx, probs, w)
 
     def combine_staged(self, reduce) -> None:
         """Combine this epoch's records (training pass and re-scoring) across the processes of

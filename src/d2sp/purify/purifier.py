@@ -61,6 +61,27 @@ class PurifierQueries:
             return self._current_dev[idx.long()]
         return self.current_labels[idx.cpu().long()].to(idx.device)
 
+    @torch.no_grad()
+    def _batch_records(self, indices, logits: torch.Tensor, weights: torch.Tensor | None):
+        """Checked batch on this device: ``idx (B,)``, ``softmax(logits) (B, K)`` and the
+        weights ``(B,)`` (ones when ``None``)."""
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits: expected shape (B, {self.num_classes}), got {tuple(logits.shape)}"
+            )
+        idx = torch.as_tensor(indices).to(self.device, non_blocking=True).long()  # (B,)
+        if idx.shape != logits.shape[:1]:
+            raise ValueError(
+                f"indices: expected shape ({logits.shape[0]},) to match logits, "
+                f"got {tuple(idx.shape)}"
+            )
+        probs = torch.softmax(logits.detach().float(), dim=1).to(self.device)  # (B, K)
+        if weights is None:
+            w = torch.ones(len(idx), dtype=torch.float32, device=self.device)  # (B,)
+        else:
+            w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
+        return idx, probs, w
+
     def kept_indices(self) -> np.ndarray:
         """Indices of the samples to train on next epoch (D3, kept), int64."""
         return self.keep_mask.nonzero().squeeze(1).numpy()
@@ -171,23 +192,10 @@ class Purifier(PurifierQueries):
             logits: ``(B, K)`` classifier logits ``z`` (unweighted).
             weights: ``(B,)`` weight-branch outputs, or ``None`` (treated as 1).
         """
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"logits: expected shape (B, {self.num_classes}), got {tuple(logits.shape)}"
-            )
-        idx = torch.as_tensor(indices).to(self.device, non_blocking=True).long()  # (B,)
-        if idx.shape != logits.shape[:1]:
-            raise ValueError(
-                f"indices: expected shape ({logits.shape[0]},) to match logits, got {tuple(idx.shape)}"
-            )
+        idx, probs, w = self._batch_records(indices, logits, weights)  # (B,), (B, K), (B,)
         with torch.no_grad():
-            probs = torch.softmax(logits.detach().float(), dim=1).to(self.device)  # (B, K)
             p_pred, pred = probs.max(dim=1)  # (B,), (B,)
             p_label = probs.gather(1, self._labels_dev[idx].unsqueeze(1)).squeeze(1)  # (B,)
-            if weights is None:
-                w = torch.ones_like(p_pred)
-            else:
-                w = weights.detach().float().reshape(-1).to(self.device)  # (B,)
             self.history.stage_batch(idx, w, pred, p_pred, p_label)
 
     def combine_staged(self, reduce) -> None:
