@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from d2sp.cli import _resolve_config  # noqa: E402
+from d2sp.commands.common import resolve_config  # noqa: E402
+from d2sp.config import PurifyConfig  # noqa: E402
 from d2sp.data.splits import load_split  # noqa: E402
-from d2sp.data.synth import load_ground_truth  # noqa: E402
 from d2sp.metrics import purification_scores  # noqa: E402
-from d2sp.train import train  # noqa: E402
+from d2sp.training import train  # noqa: E402
 
 VARIANTS = {  # name: (cgp, fgc, mode)
     "plain CE": (False, False, "paper"),
@@ -88,21 +88,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at a time")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. optim.epochs=30")
     args = ap.parse_args()
-    base = _resolve_config(args.config, args.overrides, {})
-    gt = load_ground_truth(load_split(base.data, "train").root, split="train")
+    base = resolve_config(args.config, args.overrides)
+    gt = load_split(base.data, "train").ground_truth
     jobs = []
     for name in args.variants.split(","):
         cgp, fgc, mode = VARIANTS[name]
         for seed in args.seeds:
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.purify.cgp, cfg.purify.fgc = seed, cgp, fgc
-            if mode != cfg.purify.mode:  # the other mode keeps its own thresholds
-                cfg.purify.mode, cfg.purify.lam, cfg.purify.tau, cfg.purify.t = (
-                    mode,
-                    None,
-                    None,
-                    None,
-                )
+            if mode != cfg.purify.mode:  # the other mode keeps its own defaults
+                cfg.purify = PurifyConfig(mode=mode, cgp=cgp, fgc=fgc)
             cfg.name = f"{name.replace(' ', '').replace('+', 'plus')}-seed{seed}"
             cfg.out_dir = args.out
             jobs.append((name, cfg))

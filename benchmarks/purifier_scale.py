@@ -2,7 +2,7 @@
 
 For N samples, one epoch's records are staged batch by batch (not timed: that is the
 training loop's per-step cost), then ``end_epoch()`` — commit the records into the
-``(N, t)`` history, run CGP and FGC, update the kept set and labels — is timed, with and
+``(N, t)`` history (and the ``(N, K)`` staging row), run CGP and FGC, update the kept set and labels — is timed, with and
 without the per-epoch ledger, together with the memory the purifier holds.
 
     python benchmarks/purifier_scale.py --sizes 10000 100000 1000000 10000000 [--device cuda]
@@ -19,14 +19,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from d2sp.purify.factory import create_purifier  # noqa: E402
+from d2sp.purify import create_purifier  # noqa: E402
 
 
 def held_bytes(purifier) -> int:
-    """Bytes of the tensors the purifier's history holds (its O(N·t) state)."""
-    h = purifier.history
-    tensors = [getattr(h, f) for f in ("weight", "pred", "p_pred", "p_label", "count")]
-    tensors += list(h.stage.values()) + [h.seen]
+    """Bytes of the tensors the purifier's records hold (staging row O(N·K), history O(N·t))."""
+    r = purifier.records
+    names = ("weight", "pred", "p_pred", "p_label", "count", "probs", "staged_weight", "seen")
+    tensors = [getattr(r, f) for f in (*names, "rescored")]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 

@@ -16,7 +16,7 @@ purifier runs), SGD momentum 0.9, lr 0.05 cosine, batch 64, no weight decay, ran
 shifts (±2 px) and contrast jitter as augmentation; the short regime trains 15 epochs, the
 long one 150 (where plain CE memorises the wrong labels). The loop is the one the README
 shows: train on ``kept_indices()`` with ``labels_for``, record, re-score
-``hooks.rescore_indices()`` without gradient on un-augmented views, ``end_epoch``. Rows:
+``rescore_indices()`` without gradient on un-augmented views, ``end_epoch``. Rows:
 
 - ``CE``: plain cross-entropy on the noisy annotation;
 - ``oracle``: plain CE on the clean labels with the unusable images removed (upper bound);
@@ -53,10 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from d2sp.heads import ClassifierHead
-from d2sp.losses import weighted_cross_entropy
 from d2sp.noise import inject_dual_noise, make_faint
-from d2sp.purify.factory import create_purifier
-from d2sp.purify.improved import training_hooks
+from d2sp.purify import create_purifier
 from d2sp.purify.ledger import CORRECTED, PRUNED
 
 # ---- data -----------------------------------------------------------------------------------
@@ -283,14 +281,15 @@ def fit(
     )
     x_all = data.x_train
     y_all = torch.as_tensor(labels)
-    purifier = hooks = None
+    purifier = None
     if mode is not None:
-        purifier = create_purifier(mode, labels, num_classes=data.num_classes, **(options or {}))
-        hooks = training_hooks(purifier, model)
+        purifier = create_purifier(
+            mode, labels, num_classes=data.num_classes, model=model, **(options or {})
+        )
     start = time.perf_counter()
     for _ in range(sched.epochs):
         model.train()
-        kept = pool if purifier is None else purifier.kept_indices()
+        kept = pool if purifier is None else purifier.train_indices()
         order = torch.as_tensor(kept)[torch.randperm(len(kept), generator=gen)]
         for i in range(0, max(1, len(order) - sched.batch_size + 1), sched.batch_size):
             idx = order[i : i + sched.batch_size]  # (B,)
@@ -301,20 +300,18 @@ def fit(
             if purifier is None:
                 loss = F.cross_entropy(logits, y_all[idx])
             else:
-                loss = weighted_cross_entropy(logits, w, purifier.labels_for(idx))
-                loss = loss + hooks.extra_loss(w)
+                loss = purifier.loss(logits, w, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             lr_at.step()
             if purifier is not None:
-                hooks.after_step()
-                purifier.record(idx, logits.detach(), w.detach())
+                purifier.after_step()
         if purifier is not None:
-            again = torch.as_tensor(hooks.rescore_indices())
+            again = torch.as_tensor(purifier.rescore_indices())
             for i in range(0, len(again), 1024):
                 idx = again[i : i + 1024]
-                hooks.record_rescored(idx, *hooks.scorer(x_all[idx]))  # un-augmented views
+                purifier.rescore(idx, x_all[idx])  # un-augmented views
             purifier.end_epoch()
     return model, purifier, time.perf_counter() - start
 

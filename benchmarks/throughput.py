@@ -8,7 +8,7 @@ so clocks, caches and thermals treat them alike:
 
 - ``CE``: backbone + linear head, ``F.cross_entropy`` (the paper's "Original" row);
 - ``D2SP``: backbone + head with the weight branch, ``weighted_cross_entropy`` on the
-  purifier's current labels, and ``Purifier.record`` of every batch.
+  purifier's current labels and its recording of every batch (``purifier.loss``).
 
 Examples::
 
@@ -45,10 +45,9 @@ def _bootstrap() -> None:
 
 
 _bootstrap()
-from d2sp.heads import ClassifierHead, DFERModel  # noqa: E402
-from d2sp.losses import weighted_cross_entropy  # noqa: E402
-from d2sp.models import create_backbone, list_backbones  # noqa: E402
-from d2sp.purify import Purifier  # noqa: E402
+from d2sp.heads import ClassifierHead  # noqa: E402
+from d2sp.models import DFERModel, create_backbone, list_backbones  # noqa: E402
+from d2sp.purify import create_purifier  # noqa: E402
 
 # name -> (backbone kwargs, frame size, clips per batch) at the paper's input (16 frames)
 PRESETS: dict[str, tuple[dict, int, int]] = {
@@ -143,7 +142,7 @@ def bench_model(name: str, args, device: torch.device) -> dict:
 
     n = args.num_samples
     labels = torch.randint(k, (n,), generator=torch.Generator().manual_seed(1))
-    purifier = Purifier(labels, num_classes=k, device=device)
+    purifier = create_purifier("paper", labels, num_classes=k, device=device)
     clips, idx_batches = make_batch(batch, frames, size, n, device, channels_last)
     ce_labels = [labels.to(device)[i] for i in idx_batches]
 
@@ -164,11 +163,11 @@ def bench_model(name: str, args, device: torch.device) -> dict:
         idx = idx_batches[j]
         with autocast():
             logits, w = d2sp_fwd(clips)  # (B, K), (B,)
-            loss = weighted_cross_entropy(logits, w, purifier.labels_for(idx))
+            loss = purifier.loss(logits, w, idx)  # WCE on ỹ; records the batch
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        purifier.record(idx, logits.detach(), w.detach())
+        purifier.after_step()
 
     variants = {"CE": ce_step, "D2SP": d2sp_step}
     nb = len(idx_batches)

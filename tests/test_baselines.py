@@ -8,16 +8,12 @@ import torch
 
 from d2sp.heads import WeightBranch
 from d2sp.purify import Ledger
-from d2sp.purify.baselines import (
-    FixedPurifier,
-    ScnPurifier,
-    cleanlab_label_issues,
-    scn_relabel,
-    stratified_folds,
-)
+from d2sp.purify.confident import cleanlab_label_issues, stratified_folds
+from d2sp.purify.fixed import FixedPurifier
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED
-from d2sp.train import train, validate_config
-from tests.test_train import synth_root, tiny_config  # noqa: F401  (fixture)
+from d2sp.purify.scn import ScnPurifier, scn_relabel
+from d2sp.training import train, validate_config
+from tests.conftest import tiny_config
 
 
 def _onehot_probs(pred, k, p):
@@ -147,10 +143,8 @@ def test_fixed_purifier_keeps_its_selection_and_logs_states():
 # ---- through the trainer ------------------------------------------------------------------
 
 
-def test_scn_trains_with_a_one_layer_branch(tmp_path, synth_root):  # noqa: F811
-    cfg = tiny_config(
-        tmp_path, synth_root, "name=scn", "purify.mode=scn", "purify.lam=null", "purify.t=null"
-    )
+def test_scn_trains_with_a_one_layer_branch(tmp_path, synth_root):
+    cfg = tiny_config(tmp_path, synth_root, "name=scn", "purify.mode=scn", "purify.warmup_epochs=2")
     result = train(cfg, progress=False)
     assert result.model.head.weight.fc1 is None
     states = Ledger.load(tmp_path / "scn" / "ledger.npz").column("state")
@@ -158,7 +152,7 @@ def test_scn_trains_with_a_one_layer_branch(tmp_path, synth_root):  # noqa: F811
     assert not (states == PRUNED).any()
 
 
-def test_oracle_trains_on_ground_truth_without_low_quality(tmp_path, synth_root):  # noqa: F811
+def test_oracle_trains_on_ground_truth_without_low_quality(tmp_path, synth_root):
     from d2sp.data.splits import load_split
     from d2sp.data.synth import load_ground_truth
 
@@ -167,8 +161,6 @@ def test_oracle_trains_on_ground_truth_without_low_quality(tmp_path, synth_root)
         synth_root,
         "name=oracle",
         "purify.mode=oracle",
-        "purify.lam=null",
-        "purify.t=null",
     )
     result = train(cfg, progress=False)
     gt = load_ground_truth(load_split(cfg.data, "train").root, split="train")
@@ -180,27 +172,23 @@ def test_oracle_trains_on_ground_truth_without_low_quality(tmp_path, synth_root)
     assert trained["trained"] <= int((~gt["low_quality"]).sum())
 
 
-def test_oracle_needs_ground_truth(tmp_path, synth_root):  # noqa: F811
+def test_oracle_needs_ground_truth(tmp_path, synth_root):
     cfg = tiny_config(
         tmp_path,
         synth_root,
         "purify.mode=oracle",
         "data.dataset=dfew",
-        "purify.lam=null",
-        "purify.t=null",
     )
     with pytest.raises(ValueError, match="oracle trains on the ground truth"):
         validate_config(cfg)
 
 
-def test_cleanlab_cross_validates_drops_issues_and_resumes(tmp_path, synth_root):  # noqa: F811
+def test_cleanlab_cross_validates_drops_issues_and_resumes(tmp_path, synth_root):
     cfg = tiny_config(
         tmp_path,
         synth_root,
         "name=cl",
         "purify.mode=cleanlab",
-        "purify.lam=null",
-        "purify.t=null",
         "purify.options={folds: 2, fold_epochs: 2}",
     )
     result = train(cfg, progress=False)
@@ -224,12 +212,16 @@ def test_cleanlab_cross_validates_drops_issues_and_resumes(tmp_path, synth_root)
     assert again == mtimes
 
 
-def test_cleanlab_refuses_unknown_options(tmp_path, synth_root):  # noqa: F811
-    cfg = tiny_config(tmp_path, synth_root, "purify.mode=cleanlab", "purify.options={k: 3}")
-    with pytest.raises(ValueError, match="purify.lam/t: mode cleanlab has no such threshold"):
+def test_cleanlab_refuses_unknown_options(tmp_path, synth_root):
+    cfg = tiny_config(tmp_path, synth_root, "purify.mode=cleanlab", "purify.lam=0.5")
+    with pytest.raises(ValueError, match="purify.lam: mode .cleanlab. has no option .lam."):
         validate_config(cfg)
-    cfg.purify.lam = cfg.purify.t = None
-    with pytest.raises(ValueError, match="cleanlab takes folds, fold_epochs, filter_by, got k"):
+    cfg.purify.lam = None
+    cfg.purify.options = {"k": 3}
+    with pytest.raises(ValueError, match="purify.options.k: mode .cleanlab. has no option .k.; its options: .*folds"):
+        validate_config(cfg)
+    cfg.purify.options = {"folds": 1}
+    with pytest.raises(ValueError, match="purify.options.folds: expected an integer >= 2, got 1"):
         validate_config(cfg)
 
 

@@ -11,10 +11,16 @@ import pytest
 import simplejpeg
 import torch
 
-from d2sp.data.annotations import DFER_CLASSES
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.frames import DataError
-from d2sp.data.labels import MAFW_CLASSES, class_index, dfew_label, ferv39k_label, mafw_label
+from d2sp.data.labels import (
+    DFER_CLASSES,
+    MAFW_CLASSES,
+    class_index,
+    dfew_label,
+    ferv39k_label,
+    mafw_label,
+)
 from d2sp.data.registry import DATASETS, class_counts, create_dataset, list_datasets
 from d2sp.data.validate import DataWarning
 from d2sp.data.video import VideoSource, probe_video
@@ -412,7 +418,10 @@ def test_video_source_reads_the_right_frames(tmp_path):
 
 
 def test_registry_names_options_and_errors(tmp_path):
-    assert list_datasets() == ["csv", "dfew", "ferv39k", "list", "mafw"] == sorted(DATASETS)
+    shipped = ["csv", "dfew", "ferv39k", "list", "mafw", "synthdfer"]
+    assert list_datasets() == shipped == sorted(DATASETS)
+    with pytest.raises(ValueError, match="data.root: dataset 'dfew' needs a root folder"):
+        create_dataset("dfew", root=None, fold=1)
     with pytest.raises(ValueError, match="unknown dataset 'dfw'; known datasets: csv, dfew"):
         create_dataset("dfw", root=tmp_path)
     with pytest.raises(ValueError, match="dataset 'dfew' has no option 'frame'; its options: frames"):

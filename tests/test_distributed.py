@@ -4,7 +4,8 @@ The end-to-end test trains one tiny SynthDFER run with ``torch.distributed.run``
 processes and once on one process, and compares their ledgers, metrics, models and EMA
 teachers. It uses the ``d2sp+`` mode, which adds to what the paper mode does in a loop (a
 training pass, a re-scoring pass, a decision per epoch) the teacher and a re-scoring pass
-over kept samples too; the purifiers of every mode are compared record by record in-process.
+over kept samples too; the purifiers of every mode are compared record by record in-process
+in ``tests/test_contract.py``.
 The comparison is fair by construction: the backbone (ViT + LSTM) has no BatchNorm, whose
 statistics would come from each process's half of a batch; both runs use one thread and
 float64 (``tests/float64_cli.py``), so that adding the same gradients in another order moves
@@ -18,8 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from d2sp.distributed import DistInfo, ShardedBatchSampler, check_batch_size, launch_info
-from d2sp.purify import CORRECTED, PRUNED, Ledger, create_purifier
-from d2sp.purify.baselines import FixedPurifier
-from d2sp.train import _loader
+from d2sp.purify import CORRECTED, PRUNED, Ledger
+from d2sp.training.loaders import make_loader
 
 ENTRY = Path(__file__).with_name("float64_cli.py")
 
@@ -74,7 +72,7 @@ def test_single_process_loader_is_the_plain_shuffled_dataloader(drop_last):
     ``DataLoader(shuffle=True, generator=...)`` gives (the trainer's order before sharding)."""
     data = [(torch.zeros(1), 0, i) for i in range(50)]
     kept = np.arange(3, 50, 2)  # (24,)
-    ours = _loader(data, kept, batch_size=8, shuffle=True, seed=5, workers=0, drop_last=drop_last)
+    ours = make_loader(data, kept, batch_size=8, shuffle=True, seed=5, workers=0, drop_last=drop_last)
     plain = DataLoader(
         torch.utils.data.Subset(data, kept.tolist()),
         batch_size=8,
@@ -85,7 +83,7 @@ def test_single_process_loader_is_the_plain_shuffled_dataloader(drop_last):
     plain = [b[2].tolist() for b in plain]  # one pass: the generator moves on
     assert [b[2].tolist() for b in ours] == plain
     shards = [
-        [b[2].tolist() for b in _loader(
+        [b[2].tolist() for b in make_loader(
             data, kept, batch_size=8, shuffle=True, seed=5, workers=0, drop_last=drop_last,
             info=DistInfo(rank=r, local_rank=r, world_size=2),
         )]
@@ -107,114 +105,6 @@ def test_launch_info_reads_torchrun_environment():
     assert (info.rank, info.local_rank, info.world_size, info.is_main) == (2, 0, 4, False)
     with pytest.raises(ValueError, match="RANK"):
         launch_info({"WORLD_SIZE": "2"})
-
-
-# ---- combining the purifier's records ---------------------------------------------------------
-
-
-def combine_on_two_ranks(purifiers) -> None:
-    """``combine_staged`` on two in-process "ranks" (a thread each) whose reduce returns the
-    sum of both ranks' tensors, as an all-reduce would."""
-    barrier = threading.Barrier(2, timeout=30)
-    slots = [None, None]
-
-    def reducer(rank):
-        def reduce(t):
-            slots[rank] = t.clone()
-            barrier.wait()
-            total = slots[0] + slots[1]
-            barrier.wait()  # both have read the slots before they are overwritten
-            return total
-
-        return reduce
-
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(p.combine_staged, reducer(r)) for r, p in enumerate(purifiers)]
-        for f in futures:
-            f.result()
-
-
-N, K = 60, 4
-
-
-def make_purifier(mode):
-    labels = np.random.default_rng(0).integers(0, K, N)
-    if mode == "fixed":
-        keep = np.arange(N) % 5 != 0
-        return FixedPurifier(labels, num_classes=K, keep=keep, targets=(labels + 1) % K)
-    options = {
-        "paper": dict(lam=0.45, tau=0.1, t=2, warmup_epochs=1),
-        "d2sp+": dict(lam=0.9, tau=0.1, t=2, agree=2, warmup_epochs=1, rescore_every=2),
-        "scn": dict(warmup_epochs=1, relabel_margin=0.1),
-    }[mode]
-    return create_purifier(mode, labels, num_classes=K, **options)
-
-
-def epoch_records(epoch):
-    """Per-sample logits ``(N, K)`` and weights ``(N,)`` of an epoch (training and re-scoring
-    differ), the same whichever process records them."""
-    g = torch.Generator().manual_seed(epoch)
-    logits = 2.0 * torch.randn(2, N, K, generator=g)  # (2, N, K)
-    logits[:, : N // 3, 1] += 4.0  # a third of the samples stably predicted as class 1
-    weights = torch.rand(2, N, generator=g) * 0.5 + 0.5  # (2, N)
-    weights[:, N // 2 : N // 2 + 8] *= 0.2  # a few low-weight samples to prune
-    return logits, weights
-
-
-def run_epoch(purifier, epoch, share):
-    """One epoch's records: training pass over the kept samples (the last few dropped, as
-    with drop_last), re-scoring pass; ``share`` picks this process's samples of each."""
-    logits, weights = epoch_records(epoch)
-    kept = purifier.kept_indices()[:-3]
-    for batch in np.array_split(kept, 4):
-        idx = torch.as_tensor(share(batch))
-        purifier.record(idx, logits[0, idx], weights[0, idx])
-    rescore = getattr(purifier, "rescore_indices", purifier.pruned_indices)()
-    for batch in np.array_split(rescore, 3):
-        idx = torch.as_tensor(share(batch))
-        if getattr(purifier, "mode", None) == "d2sp+":
-            purifier.record(idx, logits[1, idx], weights[1, idx], rescore=True)
-        else:
-            purifier.record(idx, logits[1, idx], weights[1, idx])
-
-
-@pytest.mark.parametrize("mode", ["paper", "d2sp+", "scn", "fixed"])
-def test_combined_records_give_the_decisions_of_one_purifier(mode):
-    one = make_purifier(mode)
-    ranks = [make_purifier(mode), make_purifier(mode)]
-    for epoch in range(6):
-        run_epoch(one, epoch, share=lambda b: b)
-        for r, p in enumerate(ranks):
-            run_epoch(p, epoch, share=lambda b, r=r: b[r::2])
-        combine_on_two_ranks(ranks)
-        expected = one.end_epoch()
-        for p in ranks:
-            assert p.end_epoch() == expected
-            assert torch.equal(p.keep_mask, one.keep_mask)
-            assert torch.equal(p.current_labels, one.current_labels)
-    for p in ranks:
-        for col in Ledger.COLUMNS:
-            np.testing.assert_array_equal(p.ledger.column(col), one.ledger.column(col))
-        mine = p.state_dict()
-        for key, value in one.state_dict().items():
-            pairs = value.items() if isinstance(value, dict) else [(None, value)]
-            for sub, v in pairs:
-                got = mine[key] if sub is None else mine[key][sub]
-                assert torch.equal(got, v) if isinstance(v, torch.Tensor) else got == v, key
-    state = one.ledger.column("state")
-    if mode in ("paper", "d2sp+"):
-        assert (state == PRUNED).any() and (state == CORRECTED).any()
-    if mode == "scn":
-        assert (state == CORRECTED).any()
-
-
-def test_a_sample_recorded_by_two_processes_is_refused():
-    ranks = [make_purifier("paper"), make_purifier("paper")]
-    logits, weights = epoch_records(0)
-    for p in ranks:
-        p.record(torch.arange(5), logits[0, :5], weights[0, :5])
-    with pytest.raises(RuntimeError, match="recorded by more than one process"):
-        combine_on_two_ranks(ranks)
 
 
 # ---- end to end: torchrun on two CPU processes -----------------------------------------------
@@ -303,9 +193,9 @@ def test_two_processes_train_the_single_process_run(two_runs):
         assert two == one  # WAR, UAR, confusion, counts, LR, accuracy
     ckpt_two = torch.load(tmp / "two" / "last.pt", weights_only=True)
     ckpt_one = torch.load(tmp / "one" / "last.pt", weights_only=True)
-    teacher = ckpt_one["hooks"]["hooks"]["teacher"]["model"]  # kept in step by every process
+    teacher = ckpt_one["purifier"]["mode_state"]["teacher"]["model"]  # kept in step by every process
     for two, one in [(ckpt_two["model"], ckpt_one["model"]),
-                     (ckpt_two["hooks"]["hooks"]["teacher"]["model"], teacher)]:  # fmt: skip
+                     (ckpt_two["purifier"]["mode_state"]["teacher"]["model"], teacher)]:  # fmt: skip
         for name, value in one.items():
             torch.testing.assert_close(two[name], value, rtol=1e-9, atol=1e-9, msg=name)
     for name in ("config.yaml", "summary.json", "class_counts.json", "best.pt", "prev.pt"):

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from d2sp.cli import app
 from d2sp.config import load_config, save_config
 from d2sp.experiments import (
-    METHODS,
     Cell,
     ExperimentError,
     canonical_overrides,
@@ -23,12 +22,7 @@ from d2sp.experiments import (
     summarize,
     write_results,
 )
-from tests.test_train import TINY
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("synth")
+from tests.conftest import TINY
 
 
 def base_config(tmp_path, *extra):
@@ -54,8 +48,8 @@ def fake_runner(cfg, *, run_dir, resume, progress, console=None):
     save_config(cfg, run_dir / "config.yaml")
     if cfg.purify.lam == 0.7:
         raise RuntimeError("loss diverged (fake)")
-    pruned = 10 * cfg.purify.cgp
-    corrected = 5 * cfg.purify.fgc
+    pruned = 10 * bool(cfg.purify.cgp)
+    corrected = 5 * bool(cfg.purify.fgc)
     war = 0.5 + 0.1 * cfg.seed
     rows = [{"epoch": 1, "trained": 100}, {"epoch": 2, "trained": 100 - pruned}]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -210,7 +204,7 @@ def test_csv_and_markdown_files(tmp_path):
 
 def ledger_runner(cfg, *, run_dir, resume, progress, console=None):
     """A run whose final ledger prunes 2 low-quality, 1 mislabelled and 1 clean clip and
-    corrects 1 mislabelled clip rightly and 1 clean clip wrongly."""
+    corrects 1 mislabelled clip rightly and 1 clean clip wrongly (mode ``ce``: nothing)."""
     from d2sp.data.synth import load_ground_truth
     from d2sp.purify import Ledger
     from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED
@@ -225,15 +219,18 @@ def ledger_runner(cfg, *, run_dir, resume, progress, console=None):
     state[[bad[1], clean[1]]] = CORRECTED
     label[bad[1]] = gt["true_label"][bad[1]]
     label[clean[1]] = (label[clean[1]] + 1) % 7
+    if cfg.purify.mode == "ce":  # plain training removes and relabels nothing
+        state, label = np.full_like(state, KEPT), gt["given_label"].copy()
     ledger = Ledger(labels=gt["given_label"])
     zeros = np.zeros(len(state))
-    ledger.append(**{c: zeros for c in Ledger.COLUMNS[:-2]}, state=state, label=label)
+    named = {"state": state, "label": label}
+    ledger.append(**{c: zeros for c in Ledger.COLUMNS if c not in named}, **named)
     ledger.save(Path(run_dir) / "ledger.npz")
 
 
 def test_ground_truth_precision_recall_of_what_was_removed(tmp_path, synth_root):
     cfg = load_config(None, [*TINY, f"data.root={synth_root}"])
-    plan = plan_comparison(cfg, methods=["d2sp", "ce"], seeds=[0])
+    plan = plan_comparison(cfg, methods=["paper", "ce"], seeds=[0])
     d2sp, ce = run_cells(cfg, plan, out_dir=tmp_path, runner=ledger_runner, progress=False)
     assert d2sp["prune_precision"] == pytest.approx(0.5)
     assert d2sp["removed_precision"] == pytest.approx(0.75)  # low-quality or mislabelled
@@ -242,22 +239,23 @@ def test_ground_truth_precision_recall_of_what_was_removed(tmp_path, synth_root)
     assert all(math.isnan(ce[k]) for k in ("prune_precision", "removed_precision"))
 
 
-def test_methods_and_unknown_method_error(tmp_path):
-    assert set(METHODS) == {"ce", "d2sp", "d2sp+", "scn", "cleanlab", "oracle"}
-    plan = plan_comparison(base_config(tmp_path), methods=["ce", "d2sp+"], seeds=[0, 1])
-    assert [(c.row, c.seed) for c in plan] == [("ce", 0), ("ce", 1), ("d2sp+", 0), ("d2sp+", 1)]
+def test_methods_are_the_registered_modes_and_unknown_ones_are_refused(tmp_path):
+    from d2sp.purify import list_modes
+
+    base = base_config(tmp_path, "purify.mode=paper", "purify.lam=0.3")
+    plan = plan_comparison(base, methods=["ce", "d2sp+", "paper"], seeds=[0, 1])
+    assert [(c.row, c.seed) for c in plan][:4] == [("ce", 0), ("ce", 1), ("d2sp+", 0), ("d2sp+", 1)]
     assert "purify.lam=null" in plan[2].overrides and "purify.mode=d2sp+" in plan[2].overrides
+    assert plan[4].overrides == ("purify.mode=paper",)  # the base's own mode keeps its λ
     with pytest.raises(ValueError) as err:
-        plan_comparison(base_config(tmp_path), methods=["ce", "mixup"], seeds=[0])
-    assert str(err.value) == (
-        "methods: unknown 'mixup'; known: ce, d2sp, d2sp+, scn, cleanlab, oracle"
-    )
+        plan_comparison(base, methods=["ce", "mixup"], seeds=[0])
+    assert str(err.value) == f"methods: unknown 'mixup'; known: {', '.join(list_modes())}"
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["compare", "--methods", "ce,mixup"], "methods: unknown 'mixup'; known: ce, d2sp"),
+        (["compare", "--methods", "ce,mixup"], "methods: unknown 'mixup'; known:"),
         (["compare", "--seeds", "0,one"], "--seeds: expected comma-separated integers"),
         (["ablate", "--lams", "0.5,x"], "--lams: expected comma-separated numbers"),
         (["ablate", "--tables", "stages,lr"], "tables: expected some of stages, lam, tau, t"),
@@ -274,26 +272,26 @@ def test_cli_errors_are_clear(tmp_path, args, message):
 
 def test_cli_compare_end_to_end(tmp_path, synth_root):
     out = tmp_path / "cmp"
-    args = ["compare", "--methods", "ce,d2sp", "--seeds", "0", "--out", str(out)]
+    args = ["compare", "--methods", "ce,paper", "--seeds", "0", "--out", str(out)]
     args += ["--no-progress", *TINY, f"data.root={synth_root}"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} >= {"runs", "results.csv", "summary.csv", "table.md"}
     assert len(list((out / "runs").iterdir())) == 2
     text = (out / "table.md").read_text()
-    assert "## compare" in text and "| ce |" in text and "| d2sp |" in text
+    assert "## compare" in text and "| ce |" in text and "| paper |" in text
     assert "prune P" in text and "removed P" in text  # SynthDFER has ground truth
     with open(out / "results.csv") as f:
         rows = {r["row"]: r for r in csv.DictReader(f)}
     assert float(rows["ce"]["pruned"]) == 0 and float(rows["ce"]["corrected"]) == 0
-    assert float(rows["ce"]["train_size"]) > 0 and 0 <= float(rows["d2sp"]["war"]) <= 1
+    assert float(rows["ce"]["train_size"]) > 0 and 0 <= float(rows["paper"]["war"]) <= 1
     again = CliRunner().invoke(app, args)  # the saved configs match: nothing is retrained
     assert again.exit_code == 0, again.output
     assert again.output.count("(reused,") == 2
 
 
 def test_cli_exits_non_zero_when_a_run_failed(tmp_path, synth_root):
-    args = ["compare", "--methods", "d2sp", "--seeds", "0", "--out", str(tmp_path), "--no-progress"]
+    args = ["compare", "--methods", "paper", "--seeds", "0", "--out", str(tmp_path), "--no-progress"]
     args += [*TINY, f"data.root={synth_root}", "purify.warmup_epochs=3"]  # refused by the trainer
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output

@@ -7,20 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp.losses_extra import rank_regularization
-from d2sp.purify import CORRECTED, KEPT, PRUNED, Purifier
-from d2sp.purify.factory import create_purifier
+from d2sp.losses import rank_regularization
+from d2sp.purify import CORRECTED, KEPT, PRUNED, coarse_grained_pruning, create_purifier
 from d2sp.purify.improved import (
-    EmaTeacher,
     ImprovedPurifier,
     agreeing_correction,
     class_medians,
     class_relative_pruning,
     expired_corrections,
     rescore_turn,
-    training_hooks,
     window_mean,
 )
+from d2sp.purify.paper import PaperPurifier
+from d2sp.purify.teacher import EmaTeacher
 
 K = 3
 
@@ -56,7 +55,11 @@ def test_hard_class_is_not_thinned_out():
     decided = torch.ones(7, dtype=torch.bool)
     keep, _ = class_relative_pruning(score, cls, decided, lam=0.5, num_classes=2)
     assert keep.tolist() == [True, True, True, True, True, True, False]
-    assert not (score[cls == 1] > 0.5).any()  # what the paper's global rule would do
+    # the paper's global rule on the same scores prunes the whole hard class
+    paper_keep, _ = coarse_grained_pruning(
+        torch.ones(7, 1), score.unsqueeze(1), torch.ones(7, dtype=torch.long), lam=0.5, t=1
+    )
+    assert paper_keep.tolist() == [True, True, True, False, False, False, False]
 
 
 def test_undecided_samples_are_kept_and_do_not_count_in_the_median():
@@ -249,11 +252,13 @@ def test_a_correction_that_expires_is_held_out_and_must_be_earned_again():
 
 
 def test_warmup_takes_no_decision():
-    pur = make([0, 0], warmup_epochs=2)
-    epoch(pur, [JUNK, GOOD1])
-    epoch(pur, [JUNK, GOOD1])
-    assert pur.kept_indices().tolist() == [0, 1] or pur.epoch == 2
-    assert pur.ledger.column("state")[0].tolist() == [0, 0]
+    pur = make([0, 0, 0], warmup_epochs=2, agree=1)
+    epoch(pur, [GOOD0, GOOD1, GOOD0])
+    assert pur.corrected_indices().tolist() == [] and pur.kept_indices().tolist() == [0, 1, 2]
+    assert pur.ledger.column("state")[0].tolist() == [0, 0, 0]  # undecided in warm-up
+    epoch(pur, [GOOD0, GOOD1, GOOD0])
+    assert pur.corrected_indices().tolist() == [1]  # the first decision, at the end of epoch 2
+    assert pur.ledger.column("state")[1].tolist() == [KEPT, CORRECTED, KEPT]
 
 
 def test_stage_switches():
@@ -274,7 +279,7 @@ def test_state_dict_round_trip():
     other.load_state_dict(pur.state_dict())
     assert other.kept_indices().tolist() == pur.kept_indices().tolist()
     assert other.corrected_indices().tolist() == pur.corrected_indices().tolist()
-    assert torch.equal(other.history.pred, pur.history.pred)
+    assert torch.equal(other.records.pred, pur.records.pred)
 
 
 @pytest.mark.parametrize(
@@ -285,7 +290,7 @@ def test_state_dict_round_trip():
         (dict(rejoin=0.1), "rejoin: expected None or a value in [lam=0.5, 2], got 0.1"),
         (dict(rescore_every=0), "rescore_every: expected an integer >= 1, got 0"),
         (dict(rank_ratio=0.0), "rank_ratio: expected a value in (0, 1), got 0.0"),
-        (dict(score="label"), "score: expected 'max'"),
+        (dict(score="label"), "score: mode 'd2sp+' has no option 'score'"),
     ],
 )
 def test_bad_options_are_refused(kwargs, message):
@@ -303,22 +308,28 @@ def test_bad_logits_are_refused():
 
 
 def test_with_a_teacher_only_rescored_records_count():
-    pur = make([0, 0], teacher=True, agree=1)
-    pur.record(torch.arange(2), logits_for(GOOD1, GOOD1), torch.ones(2))  # training pass
-    pur.record(torch.arange(2), logits_for(GOOD0, GOOD1), torch.ones(2), rescore=True)
+    model = Tiny()
+    pur = make([0, 0], teacher=True, agree=1, model=model)
+    assert not pur.train_records
+    out = pur.loss(logits_for(GOOD1, GOOD1), torch.ones(2), torch.arange(2))  # training pass
+    assert out.ndim == 0
+    pur.record(torch.arange(2), logits_for(GOOD0, GOOD1), torch.ones(2), rescored=True)
     pur.end_epoch()
-    assert pur.history.pred[:, 0].tolist() == [0, 1]
+    assert pur.records.pred[:, 0].tolist() == [0, 1]
+    assert pur.records.count.tolist() == [1, 1]
 
 
-def test_without_rescored_records_the_training_pass_decides():
-    pur = make([0, 0], teacher=True, agree=1)
-    pur.record(torch.arange(2), logits_for(GOOD1, GOOD1), torch.ones(2))
+def test_without_a_teacher_a_rescored_record_overrides_the_training_pass():
+    pur = make([0, 0], teacher=False, agree=1)
+    pur.loss(logits_for(GOOD1, GOOD1), torch.ones(2), torch.arange(2))
+    pur.record(torch.tensor([1]), logits_for(GOOD0), torch.ones(1), rescored=True)
     pur.end_epoch()
-    assert pur.history.count.tolist() == [1, 1] and pur.history.pred[:, 0].tolist() == [1, 1]
+    assert pur.records.pred[:, 0].tolist() == [1, 0]
 
 
 def test_rescore_indices():
     pur = make([0] * 6, teacher=True, rescore_every=3, agree=1)
+    pur.bind(Tiny())
     pur.keep_mask = torch.tensor([True, True, True, True, True, False])
     assert pur.rescore_indices().tolist() == [0, 3, 5]  # its turn, or pruned
     assert make([0] * 6).rescore_indices().tolist() == []  # no teacher: the pruned only
@@ -334,56 +345,55 @@ class Tiny(nn.Module):
         return self.fc(self.bn(x)), torch.sigmoid(x.sum(1))
 
 
-def test_hooks_for_the_paper_mode_are_neutral():
+def test_paper_mode_adds_nothing_and_rescores_pruned_samples_with_the_model():
     model = Tiny()
-    pur = Purifier(np.array([0, 0]), num_classes=K)
-    hooks = training_hooks(pur, model)
-    assert hooks.extra_loss(torch.rand(4)) == 0.0 and hooks.teacher is None
-    assert hooks.rescore_indices().tolist() == pur.pruned_indices().tolist()
+    pur = PaperPurifier(np.array([0, 0]), num_classes=K, model=model)
+    assert pur.extra_loss(torch.rand(4)) == 0.0 and pur.modules() == []
+    assert pur.rescore_indices().tolist() == pur.pruned_indices().tolist()
     model.train()
-    logits, w = hooks.scorer(torch.rand(2, 2))
+    x = torch.rand(2, 2)
+    pur.rescore(torch.arange(2), x)
     assert model.training  # the model's mode is restored
-    hooks.record_rescored(torch.arange(2), logits, w)
+    model.eval()
+    want = torch.softmax(model(x)[0], 1).max(1).values
     assert pur.end_epoch()["recorded"] == 2
+    assert torch.allclose(pur.records.p_pred[:, 0], want)  # scored by the model in eval mode
 
 
-def test_hooks_update_an_ema_teacher_and_add_the_rank_loss():
+def test_after_step_updates_the_ema_teacher_and_loss_adds_the_rank_term():
     torch.manual_seed(0)
     model = Tiny()
-    pur = make([0, 0], teacher=True, warmup_epochs=0, rank_reg=True)
-    hooks = training_hooks(pur, model)
-    before = hooks.teacher.model.fc.weight.clone()
+    pur = make([0, 0], teacher=True, warmup_epochs=0, rank_reg=True, model=model)
+    before = pur.teacher.model.fc.weight.clone()
     with torch.no_grad():
         model.fc.weight.add_(1.0)
-    hooks.after_step()
-    after = hooks.teacher.model.fc.weight
+    pur.after_step()
+    after = pur.teacher.model.fc.weight
     d = 1.0 - EmaTeacher(model).decay()  # first step: (1 + 0) / (10 + 0) -> moves 0.9
     assert torch.allclose(after, before + d * 1.0, atol=1e-6)
-    assert not hooks.teacher.model.fc.weight.requires_grad
-    loss = hooks.extra_loss(torch.tensor([0.5, 0.5, 0.5, 0.5]))
-    assert loss.item() == pytest.approx(0.15)
-    hooks.record_rescored(torch.arange(2), *hooks.scorer(torch.rand(2, 2)))
+    assert not pur.teacher.model.fc.weight.requires_grad
+    assert pur.modules() == [pur.teacher.model]
+    logits = logits_for(GOOD0, GOOD0, GOOD0, GOOD0)
+    w = torch.tensor([0.5, 0.5, 0.5, 0.5])
+    plain = torch.nn.functional.cross_entropy(logits * 0.5, torch.zeros(4, dtype=torch.long))
+    total = pur.loss(logits, w, torch.tensor([0, 1, 0, 1]))
+    assert total.item() == pytest.approx(plain.item() + 0.15, abs=1e-5)  # WCE + rank term
+    x = torch.rand(2, 2)
+    pur.rescore(torch.arange(2), x)  # scored by the teacher, not the model
+    want = torch.softmax(pur.teacher.model(x)[0], 1).max(1).values
     assert pur.end_epoch()["recorded"] == 2
+    assert torch.allclose(pur.records.p_pred[:, 0], want)
 
 
-# ---- the factory ----------------------------------------------------------------------------
+# ---- the registry ---------------------------------------------------------------------------
 
 
-def test_factory_builds_either_mode_with_the_same_api():
+def test_registry_builds_every_mode_and_refuses_unknown_ones():
     labels = np.array([0, 1, 2])
-    paper = create_purifier("paper", labels, num_classes=K, lam=0.6)
-    plus = create_purifier("d2sp+", labels, num_classes=K, lam=0.6)
-    assert type(paper) is Purifier and type(plus) is ImprovedPurifier
-    for name in (
-        "record", "end_epoch", "labels_for", "kept_indices", "pruned_indices",
-        "corrected_indices", "state_dict", "load_state_dict", "ledger",
-    ):  # fmt: skip
-        assert hasattr(paper, name) and hasattr(plus, name), name
-
-
-def test_factory_refuses_an_unknown_mode_and_lists_the_known():
+    assert type(create_purifier("paper", labels, num_classes=K, lam=0.6)) is PaperPurifier
+    assert type(create_purifier("d2sp+", labels, num_classes=K, lam=0.6)) is ImprovedPurifier
     with pytest.raises(ValueError) as err:
         create_purifier("d2sp++", np.array([0, 1]), num_classes=2)
-    assert "mode: expected one of paper, d2sp+, scn, got 'd2sp++'" in str(err.value)
-    with pytest.raises(ValueError, match="mode 'paper'.*rank_reg"):
+    assert "purify.mode: expected one of" in str(err.value) and "'d2sp++'" in str(err.value)
+    with pytest.raises(ValueError, match="rank_reg: mode 'paper' has no option 'rank_reg'"):
         create_purifier("paper", np.array([0, 1]), num_classes=2, rank_reg=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from d2sp.heads import DFERModel
 from d2sp.losses import weighted_cross_entropy
-from d2sp.models import create_backbone, create_model, list_backbones, load_pretrained
+from d2sp.models import DFERModel, create_backbone, create_model, list_backbones, load_pretrained
 from d2sp.models.former_dfer import former_dfer
 from d2sp.models.pretrained import frame_encoder_of
 from d2sp.models.resnet import resnet18, resnet50

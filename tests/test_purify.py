@@ -12,10 +12,10 @@ from d2sp.purify import (
     PRUNED,
     UNDECIDED,
     Ledger,
-    Purifier,
     coarse_grained_pruning,
     fine_grained_correction,
 )
+from d2sp.purify.paper import PaperPurifier as Purifier
 
 K = 3
 
@@ -222,7 +222,7 @@ def test_one_record_per_epoch_even_if_recorded_twice():
     feed(pur, [0], [(0.1, 0.8, 0.1)], [1.0])
     feed(pur, [0], [(0.9, 0.05, 0.05)], [1.0])  # last write in an epoch wins
     pur.end_epoch()
-    assert pur.history.count.tolist() == [1]
+    assert pur.records.count.tolist() == [1]
     assert pur.ledger.column("pred")[0].tolist() == [0]
 
 
@@ -235,7 +235,7 @@ def test_labels_for_and_state_dict_round_trip():
     other.load_state_dict(pur.state_dict())
     assert other.kept_indices().tolist() == pur.kept_indices().tolist()
     assert other.current_labels.tolist() == pur.current_labels.tolist()
-    assert torch.equal(other.history.count, pur.history.count)
+    assert torch.equal(other.records.count, pur.records.count)
 
 
 def test_ledger_save_load(tmp_path):
@@ -258,7 +258,7 @@ def test_ledger_save_load(tmp_path):
         (dict(lam=1.5), "lam: expected a value in [0, 1], got 1.5"),
         (dict(t=0), "t: expected an integer >= 1, got 0"),
         (dict(score="median"), "score: expected one of"),
-        (dict(num_classes=1), "num_classes: expected >= 2"),
+        (dict(num_classes=1), "num_classes: expected an integer >= 2"),
     ],
 )
 def test_bad_options_are_refused(kwargs, message):

@@ -62,6 +62,8 @@ def make_ledger() -> Ledger:
             delta_p=np.asarray(row["delta_p"], dtype=np.float32),
             state=np.asarray(row["state"], dtype=np.int8),
             label=np.asarray(row["label"], dtype=np.int16),
+            suspicion=1.0 - np.asarray(row["score"], dtype=np.float32),
+            suggested=np.asarray(row["label"], dtype=np.int16),
         )
     return ledger
 
@@ -278,6 +280,8 @@ def test_synthdfer_run_gets_ground_truth_scores(tmp_path):
         delta_p=np.full(n, 0.5, np.float32),
         state=state,
         label=label.astype(np.int16),
+        suspicion=np.zeros(n, np.float32),
+        suggested=label.astype(np.int16),
     )
     run = make_run(tmp_path / "x", ledger=ledger)
     cfg = yaml.safe_load((run / "config.yaml").read_text())

@@ -12,30 +12,8 @@ from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
 from d2sp.purify import Ledger
-from d2sp.train import train
-
-TINY = [
-    "data.options={num_train: 48, num_test: 21, size: 32, min_frames: 4, max_frames: 8, "
-    "workers: 1}",
-    "data.num_frames=4",
-    "data.size=32",
-    "data.workers=0",
-    "model.options={width: 4, lstm_hidden: 16}",
-    "optim.epochs=3",
-    "optim.batch_size=8",
-    "purify.warmup_epochs=2",
-    "purify.t=1",
-    "purify.lam=0.0",
-]
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("synth")
-
-
-def tiny_config(tmp_path, synth_root, *extra):
-    return load_config(None, [*TINY, f"data.root={synth_root}", f"out_dir={tmp_path}", *extra])
+from d2sp.training import train
+from tests.conftest import TINY, tiny_config
 
 
 def test_run_folder_holds_config_metrics_ledger_checkpoints(tmp_path, synth_root):
@@ -109,19 +87,20 @@ def test_senseless_config_refused_before_anything_starts(tmp_path, override, mes
 
 
 def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path, synth_root, monkeypatch):
-    import d2sp.train as trainer
+    import d2sp.purify.base as base
+    from d2sp.training import NonFiniteLossError
 
     calls = {"n": 0}
-    real = trainer.weighted_cross_entropy
+    real = base.weighted_cross_entropy
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 8 else loss  # epoch 2, batch 2 (6 per epoch)
 
-    monkeypatch.setattr(trainer, "weighted_cross_entropy", flaky)
+    monkeypatch.setattr(base, "weighted_cross_entropy", flaky)
     cfg = tiny_config(tmp_path, synth_root, "name=nan")
-    with pytest.raises(trainer.NonFiniteLossError, match="at epoch 2, batch 2"):
+    with pytest.raises(NonFiniteLossError, match="at epoch 2, batch 2"):
         train(cfg, progress=False)
     ckpt = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1  # the last good checkpoint is kept

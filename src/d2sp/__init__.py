@@ -4,33 +4,34 @@ The method (D2SP, framework SCIU) adds a weight branch on the clip embedding, pr
 low-quality clips (Coarse-Grained Pruning) and corrects wrong labels (Fine-Grained
 Correction), recomputed every epoch. The plug-and-play pieces are importable from here::
 
-    from d2sp import ClassifierHead, Purifier, weighted_cross_entropy
+    from d2sp import ClassifierHead, create_purifier
+
+and a training loop drives one purifier object with six calls (see :mod:`d2sp.purify.base`).
 """
 
-from d2sp.heads import ClassifierHead, DFERModel, WeightBranch
+from d2sp.heads import ClassifierHead, WeightBranch
 from d2sp.losses import weighted_cross_entropy
 from d2sp.purify import (
-    ImprovedPurifier,
     Ledger,
     Purifier,
     coarse_grained_pruning,
     create_purifier,
     fine_grained_correction,
-    training_hooks,
+    list_modes,
+    register_purifier,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClassifierHead",
-    "DFERModel",
-    "ImprovedPurifier",
     "Ledger",
     "Purifier",
     "WeightBranch",
     "coarse_grained_pruning",
     "create_purifier",
     "fine_grained_correction",
-    "training_hooks",
+    "list_modes",
+    "register_purifier",
     "weighted_cross_entropy",
 ]

@@ -43,23 +43,24 @@ class ModelConfig:
 
 @dataclass
 class PurifyConfig:
-    """Purification (DESIGN §2). Both stages off = the plain "Original" baseline.
+    """Purification (DESIGN §2): the mode and its options.
 
-    ``mode: paper`` is the method exactly as published; ``mode: d2sp+`` the improved mode.
-    ``lam``, ``tau``, ``t`` left empty take the mode's defaults (paper: 0.6, 0.4, 2);
-    ``options`` holds the mode's other keyword options (e.g. ``{teacher: false}``).
+    ``mode`` names a registered purifier (``paper``: the method as published; ``d2sp+``;
+    the baselines ``ce``, ``scn``, ``cleanlab``, ``oracle``). The named keys and ``options``
+    are passed to the mode; a key left empty (null) takes the mode's own default, and a key
+    the mode does not take is refused. ``paper`` with both stages off is plain CE.
     """
 
     mode: str = "paper"
-    cgp: bool = True
-    fgc: bool = True
+    cgp: bool | None = None  # Coarse-Grained Pruning on/off
+    fgc: bool | None = None  # Fine-Grained Correction on/off
     lam: float | None = None
     tau: float | None = None
     t: int | None = None
-    warmup_epochs: int = 5
-    score: str = "max"  # paper mode: w·p[pred] ("max") or w·p[y] ("label")
-    revisit_pruned: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    warmup_epochs: int | None = None
+    score: str | None = None  # paper mode: w·p[pred] ("max") or w·p[y] ("label")
+    revisit_pruned: bool | None = None  # re-score pruned samples every epoch
+    options: dict[str, Any] = field(default_factory=dict)  # the mode's other options
     max_prune_fraction: float = 0.5  # warn when more of the data is pruned
     stop_on_overprune: bool = False  # stop instead of warning (also when a class is emptied)
 
@@ -115,11 +116,18 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
-_NUMERIC_OPTIONAL = {"lam": float, "tau": float, "t": int}
+_OPTIONAL = {
+    "lam": float, "tau": float, "t": int, "warmup_epochs": int,
+    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str,
+}  # fmt: skip
 
 
 def _coerce(value, default, path):
-    kind = _NUMERIC_OPTIONAL.get(path.rsplit(".", 1)[-1]) if default is None else None
+    kind = _OPTIONAL.get(path.rsplit(".", 1)[-1]) if default is None else None
+    if kind in (bool, str) and value is not None:
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path}: expected {'true/false' if kind is bool else 'a string'}, got {value!r}")
+        return value
     if kind is not None and value is not None:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")

@@ -11,7 +11,7 @@ run is reported in every table that asked for it.
 
 Layout of ``out_dir``::
 
-    runs/<slug>/       one run folder per distinct run (see :func:`d2sp.train.train`)
+    runs/<slug>/       one run folder per distinct run (see :func:`d2sp.training.train`)
     results.csv        one line per (cell, seed): table, row, seed, run folder, figures
     summary.csv        per (table, row): mean and std over seeds of every figure
     table.md           one Markdown table per table name
@@ -48,21 +48,24 @@ from d2sp.config import (
     config_to_dict,
 )
 
-_BOTH = ("purify.cgp=true", "purify.fgc=true")
-_OWN_THRESHOLDS = ("purify.lam=null", "purify.tau=null", "purify.t=null")
+_NAMED_KEYS = ("lam", "tau", "t", "warmup_epochs", "score", "cgp", "fgc", "revisit_pruned")
 
-METHODS: dict[str, tuple[str, ...]] = {
-    "ce": ("purify.cgp=false", "purify.fgc=false"),
-    "d2sp": ("purify.mode=paper", *_BOTH),
-    "d2sp+": ("purify.mode=d2sp+", *_BOTH, *_OWN_THRESHOLDS),
-    "scn": ("purify.mode=scn", *_BOTH, *_OWN_THRESHOLDS),
-    "cleanlab": ("purify.mode=cleanlab", *_BOTH, *_OWN_THRESHOLDS),
-    "oracle": ("purify.mode=oracle", *_BOTH, *_OWN_THRESHOLDS),
-}
-"""Method name → config overrides applied onto the base config (see :func:`plan_comparison`)."""
+
+def method_overrides(method: str, base_cfg: RunConfig) -> tuple[str, ...]:
+    """Config overrides that turn ``base_cfg`` into a run of purifier mode ``method``: the
+    mode, and, for a mode other than the base config's, its own defaults (the base's
+    purification keys and options emptied)."""
+    from d2sp.purify import purifier_class
+
+    purifier_class(method)  # ValueError listing the known modes
+    p = base_cfg.purify
+    if method == p.mode:
+        return (f"purify.mode={method}",)
+    reset = [f"purify.{k}=null" for k in _NAMED_KEYS if getattr(p, k) is not None]
+    return (f"purify.mode={method}", *reset, *(["purify.options={}"] if p.options else []))
+
 
 ABLATION_TABLES = ("stages", "lam", "tau", "t")
-PAPER_DEFAULTS = {"lam": 0.6, "tau": 0.4, "t": 2}
 DEFAULT_SWEEPS = {"lam": (0.5, 0.6, 0.7, 0.8), "tau": (0.2, 0.3, 0.4, 0.5), "t": (1, 2, 3, 4)}
 STAGE_ROWS = {"none": (False, False), "CGP": (True, False), "FGC": (False, True)}
 STAGE_ROWS["CGP+FGC"] = (True, True)
@@ -180,6 +183,47 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     return seeds
 
 
+def _ablation_overrides(base: dict, cgp: bool, fgc: bool, **thresholds) -> tuple[str, ...]:
+    """Overrides of one paper-mode ablation run: both stage switches and all three thresholds."""
+    values = {**base, **thresholds}
+    return canonical_overrides(
+        [
+            "purify.mode=paper",
+            f"purify.cgp={_format_value(cgp)}",
+            f"purify.fgc={_format_value(fgc)}",
+            *(f"purify.{k}={_format_value(v)}" for k, v in values.items()),
+        ]
+    )
+
+
+def _sweep_rows(
+    base_cfg: RunConfig, base: dict, table: str, values: Sequence, *, seed: int, skipped: list[str]
+) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Rows of one threshold sweep; values left out are explained in ``skipped``."""
+    from d2sp.training import validate_config
+
+    kind = int if table == "t" else float
+    rows, seen = [], set()
+    for v in values:
+        if kind is int and (isinstance(v, bool) or float(v) != int(v)):
+            skipped.append(f"{table}: {v!r} left out (expected an integer)")
+            continue
+        v = kind(v)
+        if v in seen:
+            continue
+        seen.add(v)
+        row = f"{_SWEEP_SYMBOL[table]}={_format_value(v)}"
+        ov = _ablation_overrides(base, True, True, **{table: v})
+        try:
+            validate_config(cell_config(base_cfg, Cell(table, row, ov, seed)))
+        except ValueError as e:
+            reason = " ".join(str(e).replace("config refused:", "").split())
+            skipped.append(f"{table}: {row} left out ({reason})")
+            continue
+        rows.append((table, row, ov))
+    return rows
+
+
 def plan_ablation(
     base_cfg: RunConfig,
     *,
@@ -198,7 +242,8 @@ def plan_ablation(
     trainer would refuse (e.g. t beyond the number of epochs) are left out and listed in
     the returned plan's ``skipped``; a base config the trainer refuses raises ValueError.
     """
-    from d2sp.train import validate_config
+    from d2sp.purify import purifier_class
+    from d2sp.training import validate_config
 
     seeds = _check_seeds(seeds)
     unknown = [t for t in tables if t not in ABLATION_TABLES]
@@ -206,24 +251,15 @@ def plan_ablation(
         raise ValueError(
             f"tables: expected some of {', '.join(ABLATION_TABLES)}, got {', '.join(tables) or 'none'}"
         )
-    p = base_cfg.purify
-    base = {k: getattr(p, k) if getattr(p, k) is not None else d for k, d in PAPER_DEFAULTS.items()}
+    p, paper = base_cfg.purify, purifier_class("paper").defaults
+    base = {
+        k: getattr(p, k) if getattr(p, k) is not None else paper[k] for k in ("lam", "tau", "t")
+    }
     sweeps = {"lam": lams, "tau": taus, "t": ts}
 
-    def overrides(cgp: bool, fgc: bool, **thresholds) -> tuple[str, ...]:
-        values = {**base, **thresholds}
-        return canonical_overrides(
-            [
-                "purify.mode=paper",
-                f"purify.cgp={_format_value(cgp)}",
-                f"purify.fgc={_format_value(fgc)}",
-                *(f"purify.{k}={_format_value(v)}" for k, v in values.items()),
-            ]
-        )
-
-    reference = cell_config(base_cfg, Cell("stages", "CGP+FGC", overrides(True, True), seeds[0]))
+    both = _ablation_overrides(base, True, True)
     try:
-        validate_config(reference)
+        validate_config(cell_config(base_cfg, Cell("stages", "CGP+FGC", both, seeds[0])))
     except ValueError as e:
         reason = str(e).removeprefix("config refused:").strip()
         raise ValueError(
@@ -234,28 +270,10 @@ def plan_ablation(
     skipped: list[str] = []
     for table in tables:
         if table == "stages":
-            rows += [(table, name, overrides(*on)) for name, on in STAGE_ROWS.items()]
+            rows += [(table, n, _ablation_overrides(base, *on)) for n, on in STAGE_ROWS.items()]
             continue
         values = sweeps[table] if sweeps[table] is not None else DEFAULT_SWEEPS[table]
-        kind = int if table == "t" else float
-        seen = set()
-        for v in values:
-            if kind is int and (isinstance(v, bool) or float(v) != int(v)):
-                skipped.append(f"{table}: {v!r} left out (expected an integer)")
-                continue
-            v = kind(v)
-            if v in seen:
-                continue
-            seen.add(v)
-            row = f"{_SWEEP_SYMBOL[table]}={_format_value(v)}"
-            ov = overrides(True, True, **{table: v})
-            try:
-                validate_config(cell_config(base_cfg, Cell(table, row, ov, seeds[0])))
-            except ValueError as e:
-                reason = " ".join(str(e).replace("config refused:", "").split())
-                skipped.append(f"{table}: {row} left out ({reason})")
-                continue
-            rows.append((table, row, ov))
+        rows += _sweep_rows(base_cfg, base, table, values, seed=seeds[0], skipped=skipped)
     cells = [Cell(t, r, ov, s) for t, r, ov in rows for s in seeds]
     return Plan(cells, skipped)
 
@@ -263,25 +281,29 @@ def plan_ablation(
 def plan_comparison(
     base_cfg: RunConfig,
     *,
-    methods: Sequence[str] = ("ce", "d2sp"),
+    methods: Sequence[str] = ("ce", "paper"),
     seeds: Sequence[int] = (0, 1, 2),
 ) -> Plan:
-    """One row per method (table ``compare``), each with the overrides of :data:`METHODS`.
-
-    ``base_cfg`` supplies everything else when the grid runs (data, model, schedule,
-    warm-up; ``d2sp`` also keeps its λ/τ/t); method names are not checked against the
-    purifier registry here, a mode the trainer does not know fails that run only.
+    """One row per method (table ``compare``): each a registered purifier mode, run with the
+    overrides of :func:`method_overrides` on ``base_cfg``, which supplies everything else
+    (data, model, schedule; the base config's own mode keeps its thresholds).
     Unknown method names raise ValueError listing the known ones.
     """
+    from d2sp.purify import list_modes
+
     seeds = _check_seeds(seeds)
     methods = list(dict.fromkeys(methods))
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in list_modes()]
     if unknown or not methods:
         raise ValueError(
             f"methods: unknown {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"known: {', '.join(METHODS)}"
+            f"known: {', '.join(list_modes())}"
         )
-    cells = [Cell("compare", m, canonical_overrides(METHODS[m]), s) for m in methods for s in seeds]
+    cells = [
+        Cell("compare", m, canonical_overrides(method_overrides(m, base_cfg)), s)
+        for m in methods
+        for s in seeds
+    ]
     return Plan(cells)
 
 
@@ -292,8 +314,8 @@ Runner = Callable[..., Any]
 
 
 def train_runner(cfg: RunConfig, *, run_dir: Path, resume: bool, progress: bool, console=None):
-    """The default runner: :func:`d2sp.train.train` into ``run_dir``."""
-    from d2sp.train import train
+    """The default runner: :func:`d2sp.training.train` into ``run_dir``."""
+    from d2sp.training import train
 
     return train(cfg, run_dir=run_dir, resume=resume, progress=progress, console=console)
 
@@ -335,32 +357,29 @@ def _run_state(run_dir: Path) -> str:
 
 
 def _ground_truth(cfg: RunConfig, cache: dict) -> dict | None:
-    """SynthDFER ground truth of the run's training split (generated once if missing)."""
-    if cfg.data.dataset != "synthdfer":
+    """The ground truth of the run's training split (SynthDFER; generated once if missing)."""
+    from d2sp.data.registry import has_ground_truth
+
+    if not has_ground_truth(cfg.data.dataset):
         return None
     key = json.dumps(config_to_dict(cfg)["data"], sort_keys=True)
     if key not in cache:
         from d2sp.data.splits import load_split
-        from d2sp.data.synth import load_ground_truth
 
-        root = load_split(cfg.data, "train", progress=False).root
-        cache[key] = load_ground_truth(root, split="train")
+        cache[key] = load_split(cfg.data, "train", progress=False).ground_truth
     return cache[key]
 
 
 def read_run(run_dir: str | Path, cfg: RunConfig, gt: dict | None = None) -> dict[str, float]:
     """Figures of a finished run folder: final WAR/UAR, best WAR, final pruned/corrected,
     ``train_size`` (samples trained in the final epoch), seconds (of the last ``train``
-    call, as in ``summary.json``) and, given the SynthDFER
-    ground truth ``gt``, the precision/recall of what was pruned and relabelled at the end.
+    call, as in ``summary.json``) and, given the ground truth ``gt``, the precision/recall
+    of what was pruned and relabelled at the end.
     """
-    from d2sp.metrics import purification_scores
-    from d2sp.purify.ledger import PRUNED
+    from d2sp.runs import read_run as read_run_folder
 
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    lines = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-    last = json.loads(lines[-1]) if lines else {}
+    run = read_run_folder(run_dir, require=("config.yaml", "metrics.jsonl", "summary.json"))
+    summary, last = run.summary, (run.metrics[-1] if run.metrics else {})
     out = {
         "war": float(summary["war"]),
         "uar": float(summary["uar"]),
@@ -370,33 +389,29 @@ def read_run(run_dir: str | Path, cfg: RunConfig, gt: dict | None = None) -> dic
         "train_size": float(last.get("trained", math.nan)),
         "seconds": float(summary.get("seconds", math.nan)),
     }
-    if gt is None:
-        return out
-    scores = dict.fromkeys(QUALITY_COLUMNS, math.nan)
-    ledger_path = run_dir / "ledger.npz"
-    if (cfg.purify.cgp or cfg.purify.fgc) and ledger_path.is_file():
-        from d2sp.purify import Ledger
-
-        ledger = Ledger.load(ledger_path)
-        n = len(gt["true_label"])
-        if ledger.num_epochs and len(ledger.labels) == n:
-            state = ledger.column("state")[-1]
-            label = ledger.column("label")[-1]
-            s = purification_scores(
-                state,
-                label,
-                low_quality=gt["low_quality"],
-                true_label=gt["true_label"],
-                given_label=gt["given_label"],
-            )
-            scores.update({k: s[k] for k in QUALITY_COLUMNS if k in s})
-            pruned = state == PRUNED
-            noisy = gt["low_quality"] | gt["mislabeled"]
-            scores["removed_precision"] = (
-                float((pruned & noisy).sum() / pruned.sum()) if pruned.any() else math.nan
-            )
-    out.update(scores)
+    if gt is not None:
+        out.update(_quality(run.ledger, gt))
     return out
+
+
+def _quality(ledger, gt: dict) -> dict[str, float]:
+    """Final-epoch precision/recall of pruning and relabelling against the ground truth."""
+    from d2sp.metrics import purification_scores
+    from d2sp.purify.ledger import PRUNED
+
+    scores = dict.fromkeys(QUALITY_COLUMNS, math.nan)
+    if ledger is None or not ledger.num_epochs or len(ledger.labels) != len(gt["true_label"]):
+        return scores
+    state, label = ledger.column("state")[-1], ledger.column("label")[-1]
+    s = purification_scores(
+        state, label, low_quality=gt["low_quality"], true_label=gt["true_label"],
+        given_label=gt["given_label"],
+    )  # fmt: skip
+    scores.update({k: s[k] for k in QUALITY_COLUMNS if k in s})
+    pruned = state == PRUNED
+    noisy = gt["low_quality"] | gt["mislabeled"]
+    scores["removed_precision"] = float((pruned & noisy).sum() / pruned.sum()) if pruned.any() else math.nan
+    return scores
 
 
 def _set_threads(threads: int) -> None:
@@ -418,6 +433,137 @@ def _error_text(e: BaseException) -> str:
     where = traceback.extract_tb(e.__traceback__)
     at = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
     return f"{type(e).__name__}: {e}{at}"
+
+
+def _distinct_runs(
+    base_cfg: RunConfig, cells: Sequence[Cell], out_dir: Path
+) -> dict[str, tuple[RunConfig, Path]]:
+    """Config and run folder of every distinct run of ``cells``, by slug, in first-seen order."""
+    runs: dict[str, tuple[RunConfig, Path]] = {}
+    for cell in cells:
+        if cell.slug not in runs:
+            cfg = cell_config(base_cfg, cell, out_dir=out_dir)
+            runs[cell.slug] = (cfg, out_dir / "runs" / cell.slug)
+    return runs
+
+
+def _run_states(runs: dict[str, tuple[RunConfig, Path]]) -> dict[str, str]:
+    """State of each run folder (see :func:`_run_state`); refuses folders of another config."""
+    conflicts, state = [], {}
+    for slug, (cfg, run_dir) in runs.items():
+        if (run_dir / "config.yaml").is_file():
+            diff = _config_difference(run_dir / "config.yaml", cfg)
+            if diff:
+                conflicts.append(f"{run_dir}: " + "; ".join(diff[:5]))
+        state[slug] = _run_state(run_dir)
+    if conflicts:
+        raise ExperimentError(
+            "run folders hold runs of a different config (not overwritten; use another "
+            "--out or remove them):\n  " + "\n  ".join(conflicts)
+        )
+    return state
+
+
+def _ground_truths(runs: dict[str, tuple[RunConfig, Path]], console: Console) -> dict:
+    """Ground truth of each run's training split, or None (with a warning when unreadable)."""
+    gt_cache: dict = {}
+    gts: dict[str, dict | None] = {}
+    for slug, (cfg, _) in runs.items():  # before any worker starts: generates SynthDFER once
+        try:
+            gts[slug] = _ground_truth(cfg, gt_cache)
+        except (OSError, ValueError) as e:
+            console.print(f"[yellow]warning:[/] no ground truth for {slug}: {e}")
+            gts[slug] = None
+    return gts
+
+
+def _outcome(cfg: RunConfig, run_dir: Path, gt: dict | None, state: str, error: str | None) -> dict:
+    """Status, error text and figures of one run once it is over (``error``: its failure)."""
+    status = {"done": "reused", "partial": "resumed", "new": "trained"}[state]
+    figures: dict[str, float] = {}
+    if error is None:
+        try:
+            figures = read_run(run_dir, cfg, gt)
+        except (OSError, ValueError, KeyError) as e:
+            error = f"run folder unreadable after training: {_error_text(e)}"
+    if error is not None:
+        status = "failed"
+    return {"status": status, "error": error or "", **figures}
+
+
+def _outcome_line(outcome: dict) -> str:
+    """One console line (rich markup) for an outcome of :func:`_outcome`."""
+    if outcome["status"] == "failed":
+        return f"[bold red]failed[/] {escape(outcome['error'])}"
+    return (
+        f"WAR {100 * outcome['war']:5.1f}  UAR {100 * outcome['uar']:5.1f}  "
+        f"trained {outcome['train_size']:.0f}  pruned {outcome['pruned']:.0f}  "
+        f"corrected {outcome['corrected']:.0f}  ({outcome['status']}, {outcome['seconds']:.0f}s)"
+    )
+
+
+def _train_runs(runner, runs, todo, state, *, jobs, finish, progress, console) -> None:
+    """Train the runs ``todo`` (``jobs`` at a time) under a progress bar, calling ``finish``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]runs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not progress,
+    )
+    with bar:
+        task = bar.add_task("runs", total=len(todo))
+        if jobs == 1:
+            _run_serial(runner, runs, todo, state, finish, lambda: bar.advance(task), console)
+        else:
+            _run_parallel(runner, runs, todo, state, jobs, finish, lambda: bar.advance(task))
+
+
+def _run_serial(runner, runs, todo, state, finish, advance, console) -> None:
+    for slug in todo:
+        cfg, run_dir = runs[slug]
+        try:
+            runner(
+                cfg,
+                run_dir=run_dir,
+                resume=state[slug] == "partial",
+                progress=False,
+                console=console,
+            )
+            error = None
+        except Exception as e:  # recorded; the grid goes on
+            error = _error_text(e)
+        finish(slug, error)
+        advance()
+
+
+def _cell_results(cells, runs, outcome, gts) -> list[dict]:
+    """One result row per cell, from the outcome of its run."""
+    results = []
+    for cell in cells:
+        cfg, run_dir = runs[cell.slug]
+        row = {
+            "table": cell.table,
+            "row": cell.row,
+            "seed": cell.seed,
+            "run_dir": str(run_dir),
+        }
+        figures = outcome[cell.slug]
+        columns = FIGURE_COLUMNS + (QUALITY_COLUMNS if gts[cell.slug] is not None else ())
+        row.update({"status": figures["status"], "error": figures["error"]})
+        row.update({k: figures.get(k, math.nan) for k in columns})
+        results.append(row)
+    return results
 
 
 def run_cells(
@@ -449,120 +595,28 @@ def run_cells(
     if jobs < 1:
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs}")
     out_dir = Path(out_dir)
-    runs: dict[str, tuple[RunConfig, Path]] = {}
-    for cell in cells:
-        if cell.slug not in runs:
-            cfg = cell_config(base_cfg, cell, out_dir=out_dir)
-            runs[cell.slug] = (cfg, out_dir / "runs" / cell.slug)
-
-    conflicts, state = [], {}
-    for slug, (cfg, run_dir) in runs.items():
-        if (run_dir / "config.yaml").is_file():
-            diff = _config_difference(run_dir / "config.yaml", cfg)
-            if diff:
-                conflicts.append(f"{run_dir}: " + "; ".join(diff[:5]))
-        state[slug] = _run_state(run_dir)
-    if conflicts:
-        raise ExperimentError(
-            "run folders hold runs of a different config (not overwritten; use another "
-            "--out or remove them):\n  " + "\n  ".join(conflicts)
-        )
-
+    runs = _distinct_runs(base_cfg, cells, out_dir)
+    state = _run_states(runs)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    gt_cache: dict = {}
-    gts: dict[str, dict | None] = {}
-    for slug, (cfg, _) in runs.items():  # before any worker starts: generates SynthDFER once
-        try:
-            gts[slug] = _ground_truth(cfg, gt_cache)
-        except (OSError, ValueError) as e:
-            console.print(f"[yellow]warning:[/] no ground truth for {slug}: {e}")
-            gts[slug] = None
+    gts = _ground_truths(runs, console)
 
     outcome: dict[str, dict] = {}
-    todo = [slug for slug in runs if state[slug] != "done"]
-    total = len(runs)
 
     def finish(slug: str, error: str | None) -> None:
-        cfg, run_dir = runs[slug]
-        status = {"done": "reused", "partial": "resumed", "new": "trained"}[state[slug]]
-        figures: dict[str, float] = {}
-        if error is None:
-            try:
-                figures = read_run(run_dir, cfg, gts[slug])
-            except (OSError, ValueError, KeyError) as e:
-                error = f"run folder unreadable after training: {_error_text(e)}"
-        if error is not None:
-            status = "failed"
-        outcome[slug] = {"status": status, "error": error or "", **figures}
-        done = len(outcome)
-        if error is not None:
-            line = f"[bold red]failed[/] {escape(error)}"
-        else:
-            line = (
-                f"WAR {100 * figures['war']:5.1f}  UAR {100 * figures['uar']:5.1f}  "
-                f"trained {figures['train_size']:.0f}  pruned {figures['pruned']:.0f}  "
-                f"corrected {figures['corrected']:.0f}  ({status}, {figures['seconds']:.0f}s)"
-            )
-        console.print(f"[{done}/{total}] [bold]{slug}[/]  {line}", soft_wrap=True, highlight=False)
+        outcome[slug] = _outcome(*runs[slug], gts[slug], state[slug], error)
+        line = _outcome_line(outcome[slug])
+        where = f"[{len(outcome)}/{len(runs)}] [bold]{slug}[/]"
+        console.print(f"{where}  {line}", soft_wrap=True, highlight=False)
 
     for slug in runs:
         if state[slug] == "done":
             finish(slug, None)
-
+    todo = [slug for slug in runs if state[slug] != "done"]
     if todo:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
+        _train_runs(
+            runner, runs, todo, state, jobs=jobs, finish=finish, progress=progress, console=console
         )
-
-        bar = Progress(
-            TextColumn("[bold]runs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not progress,
-        )
-        with bar:
-            task = bar.add_task("runs", total=len(todo))
-            if jobs == 1:
-                for slug in todo:
-                    cfg, run_dir = runs[slug]
-                    try:
-                        runner(
-                            cfg,
-                            run_dir=run_dir,
-                            resume=state[slug] == "partial",
-                            progress=False,
-                            console=console,
-                        )
-                        error = None
-                    except Exception as e:  # recorded; the grid goes on
-                        error = _error_text(e)
-                    finish(slug, error)
-                    bar.advance(task)
-            else:
-                _run_parallel(runner, runs, todo, state, jobs, finish, lambda: bar.advance(task))
-
-    results = []
-    for cell in cells:
-        cfg, run_dir = runs[cell.slug]
-        row = {
-            "table": cell.table,
-            "row": cell.row,
-            "seed": cell.seed,
-            "run_dir": str(run_dir),
-        }
-        figures = outcome[cell.slug]
-        columns = FIGURE_COLUMNS + (QUALITY_COLUMNS if gts[cell.slug] is not None else ())
-        row.update({"status": figures["status"], "error": figures["error"]})
-        row.update({k: figures.get(k, math.nan) for k in columns})
-        results.append(row)
-    return results
+    return _cell_results(cells, runs, outcome, gts)
 
 
 def _run_parallel(runner, runs, todo, state, jobs, finish, advance) -> None:

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
-from d2sp.report import RunFolder, RunFolderError, last_recorded, read_run
+from d2sp.report import last_recorded
+from d2sp.runs import RunFolder, RunFolderError, read_run
 
 LEDGER_COLUMNS = (
     "index",  # position in the training annotation (the dataset index of the run)
@@ -108,41 +109,8 @@ def export_run(
     }
 
     kind = _annotation_kind(run, split)
-    groups = _group_by_file(split.samples) if kind != "converted" else None
-    written: list[Path] = []
     counts = {"rows_removed": 0, "rows_flagged": 0, "rows_not_in_run": 0}
-    if groups is None:
-        kind = "converted"
-        path = out / "train_list.txt"
-        _refuse_original(path, split)
-        _write_converted(path, split.samples, decisions, flag_pruned, counts)
-        written.append(path)
-    else:
-        used = set()
-        for number, (source_file, rows) in enumerate(groups.items(), start=1):
-            name = Path(source_file).name
-            if name in used:
-                name = f"{number}_{name}"
-            used.add(name)
-            path = out / name
-            _refuse_original(path, split)
-            if kind == "list":
-                _write_list(
-                    Path(source_file), path, rows, split.samples, decisions, flag_pruned, counts
-                )
-            else:
-                _write_csv(
-                    Path(source_file),
-                    path,
-                    rows,
-                    split.samples,
-                    decisions,
-                    names,
-                    flag_pruned,
-                    counts,
-                    dfew=kind == "dfew",
-                )
-            written.append(path)
+    kind, written = _write_annotations(kind, split, out, decisions, names, flag_pruned, counts)
 
     files: dict[str, Path] = {}
     if len(written) == 1:
@@ -174,6 +142,34 @@ def export_run(
     files["summary"] = out / "export.json"
     files["summary"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return files
+
+
+def _write_annotations(kind, split, out, decisions, names, flag_pruned, counts):
+    """Write the cleaned annotation file(s) in the input's format (one per source file);
+    returns ``(format, files written)``."""
+    groups = _group_by_file(split.samples) if kind != "converted" else None
+    if groups is None:
+        path = out / "train_list.txt"
+        _refuse_original(path, split)
+        _write_converted(path, split.samples, decisions, flag_pruned, counts)
+        return "converted", [path]
+    written, used = [], set()
+    for number, (source_file, rows) in enumerate(groups.items(), start=1):
+        name = Path(source_file).name
+        if name in used:
+            name = f"{number}_{name}"
+        used.add(name)
+        path = out / name
+        _refuse_original(path, split)
+        if kind == "list":
+            _write_list(Path(source_file), path, rows, split.samples, decisions, flag_pruned, counts)
+        else:
+            _write_csv(
+                Path(source_file), path, rows, split.samples, decisions, names, flag_pruned,
+                counts, dfew=kind == "dfew",
+            )  # fmt: skip
+        written.append(path)
+    return kind, written
 
 
 # ------------------------------------------------------------------------------ the table

@@ -1,8 +1,8 @@
-"""Heads over a clip embedding and the full DFER model (backbone + head).
+"""Heads over a clip embedding: the linear classifier and the D2SP weight branch.
 
 A head maps the embedding ``(B, D)`` to logits ``(B, K)`` and, for D2SP, per-sample
 weights ``(B,)`` from the weight branch (paper eq. 1). The loss is a plain function in
-:mod:`d2sp.losses`.
+:mod:`d2sp.losses`; the assembled model (backbone + head) is :class:`d2sp.models.dfer.DFERModel`.
 """
 
 from __future__ import annotations
@@ -62,25 +62,3 @@ class ClassifierHead(nn.Module):
         logits = self.fc(self.dropout(x))  # (B, K)
         w = self.weight(x) if self.weight is not None else None  # (B,) or None
         return logits, w
-
-
-class DFERModel(nn.Module):
-    """A backbone (clips -> embedding) with a :class:`ClassifierHead`.
-
-    ``forward(clips)`` with clips ``(B, T, C, H, W)`` returns ``(logits (B, K), weights (B,) or None)``.
-    """
-
-    def __init__(self, backbone: nn.Module, head: ClassifierHead):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    @property
-    def num_features(self) -> int:
-        return self.backbone.num_features
-
-    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(clips)  # (B, D)
-
-    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.head(self.forward_features(clips))

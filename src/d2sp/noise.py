@@ -229,6 +229,104 @@ def confirmation_runs(true, eligible, batch, target, rng):
     return given, wrong
 
 
+def _check_labels(labels, n: int, *, num_classes: int, sink_class: int) -> np.ndarray:
+    """``(N,)`` int64 clean labels, checked against ``num_classes`` and ``sink_class``."""
+    y = np.asarray(labels)
+    if y.shape != (n,) or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels: expected an integer array of shape ({n},), got {y.dtype} {y.shape}"
+        )
+    if num_classes < 2:
+        raise ValueError(f"num_classes: expected >= 2, got {num_classes}")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels: expected values in [0, {num_classes}), got {y.min()}..{y.max()}")
+    if not 0 <= sink_class < num_classes:
+        raise ValueError(f"sink_class: expected a class in [0, {num_classes}), got {sink_class}")
+    return y.astype(np.int64)
+
+
+def _check_noise_options(
+    *,
+    unusable_rate,
+    label_noise_rate,
+    sink_share,
+    faint_clean_rate,
+    annotation_batch,
+    faint_contrast,
+    faint_towards,
+) -> dict:
+    """The options of :func:`inject_dual_noise` checked; the rates (as floats) and batch size."""
+    unusable_rate = _check_rate("unusable_rate", unusable_rate, 0.5)
+    label_noise_rate = _check_rate("label_noise_rate", label_noise_rate, 0.5)
+    sink_share = _check_rate("sink_share", sink_share)
+    faint_clean_rate = _check_rate("faint_clean_rate", faint_clean_rate, 0.5)
+    if unusable_rate + label_noise_rate + faint_clean_rate > 0.8:
+        raise ValueError(
+            "unusable_rate + label_noise_rate + faint_clean_rate: expected <= 0.8 (the sets "
+            f"are disjoint), got {unusable_rate} + {label_noise_rate} + {faint_clean_rate}"
+        )
+    if annotation_batch < 2:
+        raise ValueError(f"annotation_batch: expected an integer >= 2, got {annotation_batch}")
+    lo, hi = faint_contrast
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ValueError(f"faint_contrast: expected 0 <= low <= high <= 1, got {faint_contrast}")
+    if faint_towards not in FAINT_TOWARDS:
+        raise ValueError(f"faint_towards: expected one of {FAINT_TOWARDS}, got {faint_towards!r}")
+    return {
+        "unusable_rate": unusable_rate,
+        "label_noise_rate": label_noise_rate,
+        "sink_share": sink_share,
+        "faint_clean_rate": faint_clean_rate,
+        "annotation_batch": annotation_batch,
+    }
+
+
+def _draw_noise(
+    true,
+    rng,
+    *,
+    sink_class,
+    unusable_rate,
+    label_noise_rate,
+    sink_share,
+    faint_clean_rate,
+    annotation_batch,
+):
+    """Who is unusable, wrongly annotated or faint: ``bad`` indices, then ``(N,)`` arrays."""
+    n = len(true)
+    given = true.copy()
+    unusable_kind = np.full(n, "none", dtype=object)
+    noise_kind = np.full(n, "none", dtype=object)
+    faint = np.zeros(n, bool)
+
+    n_unusable = round(unusable_rate * n)
+    bad = rng.permutation(n)[:n_unusable]
+    unusable_kind[bad] = np.array(UNUSABLE_KINDS, dtype=object)[np.arange(n_unusable) % 4]
+
+    n_wrong = round(label_noise_rate * n)
+    n_sink = round(sink_share * n_wrong)
+    candidates = np.flatnonzero((unusable_kind == "none") & (true != sink_class))
+    if n_sink > len(candidates):
+        raise ValueError(
+            f"need {n_sink} usable images outside the sink class for sink errors, only "
+            f"{len(candidates)} exist; lower label_noise_rate or sink_share"
+        )
+    sink = rng.permutation(candidates)[:n_sink]
+    noise_kind[sink] = "sink"
+    given[sink] = sink_class
+    faint[sink] = True
+
+    eligible = (unusable_kind == "none") & (noise_kind == "none")
+    given_run, wrong = confirmation_runs(true, eligible, annotation_batch, n_wrong - n_sink, rng)
+    given[wrong] = given_run[wrong]
+    noise_kind[wrong] = "run"
+
+    clean = np.flatnonzero((unusable_kind == "none") & (noise_kind == "none"))
+    n_faint_clean = min(round(faint_clean_rate * n), len(clean))
+    faint[rng.permutation(clean)[:n_faint_clean]] = True
+    return bad, unusable_kind, given, noise_kind, faint
+
+
 def inject_dual_noise(
     images,
     labels,
@@ -270,87 +368,25 @@ def inject_dual_noise(
         A :class:`DualNoise`; exact counts are ``round(rate · N)`` for each kind.
     """
     arr = _check_images(images).copy()
-    y = np.asarray(labels)
-    if y.shape != (len(arr),) or y.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels: expected an integer array of shape ({len(arr)},), got {y.dtype} {y.shape}"
-        )
-    if num_classes < 2:
-        raise ValueError(f"num_classes: expected >= 2, got {num_classes}")
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(f"labels: expected values in [0, {num_classes}), got {y.min()}..{y.max()}")
-    if not 0 <= sink_class < num_classes:
-        raise ValueError(f"sink_class: expected a class in [0, {num_classes}), got {sink_class}")
-    unusable_rate = _check_rate("unusable_rate", unusable_rate, 0.5)
-    label_noise_rate = _check_rate("label_noise_rate", label_noise_rate, 0.5)
-    sink_share = _check_rate("sink_share", sink_share)
-    faint_clean_rate = _check_rate("faint_clean_rate", faint_clean_rate, 0.5)
-    if unusable_rate + label_noise_rate + faint_clean_rate > 0.8:
-        raise ValueError(
-            "unusable_rate + label_noise_rate + faint_clean_rate: expected <= 0.8 (the sets "
-            f"are disjoint), got {unusable_rate} + {label_noise_rate} + {faint_clean_rate}"
-        )
-    if annotation_batch < 2:
-        raise ValueError(f"annotation_batch: expected an integer >= 2, got {annotation_batch}")
+    true = _check_labels(labels, len(arr), num_classes=num_classes, sink_class=sink_class)
+    options = _check_noise_options(
+        unusable_rate=unusable_rate, label_noise_rate=label_noise_rate, sink_share=sink_share,
+        faint_clean_rate=faint_clean_rate, annotation_batch=annotation_batch,
+        faint_contrast=faint_contrast, faint_towards=faint_towards,
+    )  # fmt: skip
     lo, hi = faint_contrast
-    if not 0.0 <= lo <= hi <= 1.0:
-        raise ValueError(f"faint_contrast: expected 0 <= low <= high <= 1, got {faint_contrast}")
-
-    if faint_towards not in FAINT_TOWARDS:
-        raise ValueError(f"faint_towards: expected one of {FAINT_TOWARDS}, got {faint_towards!r}")
 
     rng = np.random.default_rng(seed)
-    n = len(arr)
-    true = y.astype(np.int64)
     base = arr[true == sink_class].mean(axis=0) if faint_towards == "sink" else None
-    given = true.copy()
-    unusable_kind = np.full(n, "none", dtype=object)
-    noise_kind = np.full(n, "none", dtype=object)
-    faint = np.zeros(n, bool)
-
-    n_unusable = round(unusable_rate * n)
-    bad = rng.permutation(n)[:n_unusable]
-    unusable_kind[bad] = np.array(UNUSABLE_KINDS, dtype=object)[np.arange(n_unusable) % 4]
-
-    n_wrong = round(label_noise_rate * n)
-    n_sink = round(sink_share * n_wrong)
-    candidates = np.flatnonzero((unusable_kind == "none") & (true != sink_class))
-    if n_sink > len(candidates):
-        raise ValueError(
-            f"need {n_sink} usable images outside the sink class for sink errors, only "
-            f"{len(candidates)} exist; lower label_noise_rate or sink_share"
-        )
-    sink = rng.permutation(candidates)[:n_sink]
-    noise_kind[sink] = "sink"
-    given[sink] = sink_class
-    faint[sink] = True
-
-    eligible = (unusable_kind == "none") & (noise_kind == "none")
-    given_run, wrong = confirmation_runs(true, eligible, annotation_batch, n_wrong - n_sink, rng)
-    given[wrong] = given_run[wrong]
-    noise_kind[wrong] = "run"
-
-    clean = np.flatnonzero((unusable_kind == "none") & (noise_kind == "none"))
-    n_faint_clean = min(round(faint_clean_rate * n), len(clean))
-    faint[rng.permutation(clean)[:n_faint_clean]] = True
-
+    bad, unusable_kind, given, noise_kind, faint = _draw_noise(
+        true, rng, sink_class=sink_class, **options
+    )
     for i in np.flatnonzero(faint):
         arr[i] = faint_version(arr[i], rng.uniform(lo, hi), base)
+    strength = {"blur_sigma": blur_sigma, "dark_gain": dark_gain, "occlusion_area": occlusion_area}
     for i in bad:
-        arr[i] = degrade(
-            arr[i],
-            unusable_kind[i],
-            rng,
-            blur_sigma=blur_sigma,
-            dark_gain=dark_gain,
-            occlusion_area=occlusion_area,
-        )
+        arr[i] = degrade(arr[i], unusable_kind[i], rng, **strength)
     return DualNoise(
-        images=arr,
-        labels=given,
-        true_labels=true,
-        unusable_kind=unusable_kind,
-        label_noise_kind=noise_kind,
-        faint=faint,
-        base=base,
-    )
+        images=arr, labels=given, true_labels=true, unusable_kind=unusable_kind,
+        label_noise_kind=noise_kind, faint=faint, base=base,
+    )  # fmt: skip

@@ -11,7 +11,7 @@ the corrected clips (largest Δp first) and, for SynthDFER, the precision and re
 purification against the generator's ground truth. Every image is an inline PNG, so the page
 opens offline and can be mailed as one file.
 
-A run folder is what :func:`d2sp.train.train` writes: ``config.yaml``, ``metrics.jsonl``,
+A run folder is what :func:`d2sp.training.train` writes: ``config.yaml``, ``metrics.jsonl``,
 ``ledger.npz`` (needed here) and ``summary.json``, ``class_counts.json`` (used when present).
 """
 
@@ -19,152 +19,22 @@ from __future__ import annotations
 
 import base64
 import html
-import inspect
 import io
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from d2sp.config import ConfigError, RunConfig, load_config
+from d2sp.config import RunConfig
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
+from d2sp.runs import RunFolder, RunFolderError, purify_options, read_run
 
-RUN_FILES = {
-    "config.yaml": "the resolved run config",
-    "metrics.jsonl": "the per-epoch metrics",
-    "ledger.npz": "the purification ledger",
-}
 GALLERY_LIMIT = 24
 STRIP_FRAMES = 6
 STRIP_HEIGHT = 64
 COLORS = {"kept": "#4c72b0", "corrected": "#55a868", "pruned": "#dd8452", "undecided": "#b0b0b0"}
-
-
-class RunFolderError(ValueError):
-    """A folder that is not a (complete) run folder, or a run whose data cannot be read."""
-
-
-@dataclass
-class RunFolder:
-    """What a run folder holds, read once.
-
-    Attributes:
-        path: the run folder.
-        config: the resolved run config (``config.yaml``).
-        metrics: one dict per finished epoch (``metrics.jsonl``), empty when not required.
-        ledger: the purification ledger (``ledger.npz``), None when not required and absent.
-        summary: ``summary.json`` (empty while the run is still going).
-        class_names: the class names, from the train split or ``class_counts.json``.
-    """
-
-    path: Path
-    config: RunConfig
-    metrics: list[dict]
-    ledger: Ledger | None
-    summary: dict
-    class_names: tuple[str, ...]
-    _split: object = field(default=None, repr=False)
-
-    @property
-    def num_epochs(self) -> int:
-        """Epochs in the ledger (or in the metrics when there is no ledger)."""
-        return self.ledger.num_epochs if self.ledger is not None else len(self.metrics)
-
-    def load_train_split(self):
-        """The run's training split (same samples and order as in the run), read once.
-
-        Raises:
-            RunFolderError: the data cannot be read, or it no longer matches the ledger.
-        """
-        if self._split is None:
-            from d2sp.data.frames import DataError
-            from d2sp.data.splits import load_split
-
-            try:
-                split = load_split(self.config.data, "train", progress=False)
-            except (DataError, ValueError, OSError) as e:
-                raise RunFolderError(f"cannot read the run's training data: {e}") from None
-            if self.ledger is not None and len(split.samples) != len(self.ledger.labels):
-                raise RunFolderError(
-                    f"the training data has {len(split.samples)} samples but the ledger "
-                    f"{len(self.ledger.labels)}: the dataset changed since the run"
-                )
-            self._split = split
-        return self._split
-
-
-def read_run(run_dir: str | Path, *, require: tuple[str, ...] = tuple(RUN_FILES)) -> RunFolder:
-    """Read a run folder; ``require`` names the files that must be there.
-
-    Raises:
-        RunFolderError: the folder is missing, or a required file is missing or unreadable;
-            the message names the folder and every missing file.
-    """
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise RunFolderError(f"{path}: no such folder (expected a run folder)")
-    missing = [name for name in require if not (path / name).is_file()]
-    if missing:
-        what = ", ".join(f"{name} ({RUN_FILES.get(name, 'required')})" for name in missing)
-        raise RunFolderError(f"{path}: not a run folder: missing {what}")
-    try:
-        config = load_config(path / "config.yaml")
-    except ConfigError as e:
-        raise RunFolderError(f"{path / 'config.yaml'}: cannot read the run config: {e}") from None
-    metrics = _read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
-    if "metrics.jsonl" in require and not metrics:
-        raise RunFolderError(f"{path / 'metrics.jsonl'}: no finished epoch recorded yet")
-    ledger = None
-    if (path / "ledger.npz").is_file():
-        try:
-            ledger = Ledger.load(path / "ledger.npz")
-        except (OSError, ValueError, KeyError) as e:
-            raise RunFolderError(f"{path / 'ledger.npz'}: cannot read the ledger ({e})") from None
-        if "ledger.npz" in require and ledger.num_epochs == 0:
-            raise RunFolderError(f"{path / 'ledger.npz'}: the ledger has no epoch yet")
-    summary = _read_json(path / "summary.json")
-    run = RunFolder(path, config, metrics, ledger, summary, ())
-    run.class_names = _class_names(run)
-    return run
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise RunFolderError(f"{path}:{number}: not a JSON object ({e.msg})") from None
-    return rows
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _class_names(run: RunFolder) -> tuple[str, ...]:
-    counts = _read_json(run.path / "class_counts.json").get("train")
-    if isinstance(counts, dict) and counts:
-        return tuple(counts)
-    from d2sp.data.labels import default_class_names
-
-    k = 0
-    if run.metrics and run.metrics[-1].get("confusion"):
-        k = len(run.metrics[-1]["confusion"])
-    elif run.ledger is not None and len(run.ledger.labels):
-        k = int(run.ledger.labels.max()) + 1
-    return default_class_names(max(k, 1))
 
 
 # ------------------------------------------------------------------------------ selection
@@ -335,15 +205,11 @@ def _table(header: list[str], rows: list[list], *, left: int = 1) -> str:
 
 
 def _lam(cfg: RunConfig) -> float | None:
-    """λ of a paper-mode run (its default when not set); None for other modes."""
-    if cfg.purify.mode != "paper" or not cfg.purify.cgp:
+    """λ of a paper-mode run (an absolute threshold on the score); None for other modes."""
+    options = purify_options(cfg)
+    if cfg.purify.mode != "paper" or not options.get("cgp"):
         return None
-    if cfg.purify.lam is not None:
-        return float(cfg.purify.lam)
-    from d2sp.purify.purifier import Purifier
-
-    default = inspect.signature(Purifier).parameters["lam"].default
-    return float(default) if isinstance(default, int | float) else None
+    return float(options["lam"])
 
 
 def _state_counts(ledger: Ledger) -> dict[str, np.ndarray]:
@@ -358,8 +224,9 @@ def _state_counts(ledger: Ledger) -> dict[str, np.ndarray]:
 
 def _warmup_line(ax, cfg: RunConfig, epochs: int) -> None:
     """Shade the warm-up epochs (trained on every sample, no decision yet)."""
-    warm = cfg.purify.warmup_epochs
-    if (cfg.purify.cgp or cfg.purify.fgc) and 0 < warm < epochs:
+    options = purify_options(cfg)
+    warm = options.get("warmup_epochs") or 0
+    if (options.get("cgp") or options.get("fgc")) and 0 < warm < epochs:
         ax.axvspan(0.5, warm + 0.5, color="#888", alpha=0.08, linewidth=0)
         ax.text(
             0.6,
@@ -600,9 +467,19 @@ def _section_distributions(run: RunFolder):
         "corrected": state == CORRECTED,
         "pruned": state == PRUNED,
     }
+    fig = _weight_histograms(weight, score, groups, lam=_lam(run.config))
+    table = _weight_table(weight, score, groups, recorded=np.isfinite(weights[-1]))
+    return (
+        "distributions",
+        "Weights of kept and pruned samples",
+        _png(fig, alt="weight histograms") + table,
+    )
+
+
+def _weight_histograms(weight, score, groups: dict, *, lam: float | None):
+    """Histograms of the weight (left) and score (right) of each group, λ marked."""
     fig = _figure(13, 3.4)
     axes = fig.subplots(1, 2)
-    lam = _lam(run.config)
     panels = (
         (axes[0], weight, "weight w", "weight w (last record of each sample)"),
         (axes[1], score, "score S", "score S = mean w·p over the window, final epoch"),
@@ -633,7 +510,11 @@ def _section_distributions(run: RunFolder):
         axes[1].text(
             lam, axes[1].get_ylim()[1] * 0.95, f" λ = {lam:g}", color="#c44", fontsize=8, va="top"
         )
-    recorded = np.isfinite(weights[-1])
+    return fig
+
+
+def _weight_table(weight, score, groups: dict, *, recorded) -> str:
+    """Per group: size, mean and median weight, mean score, samples not recorded last epoch."""
     rows = []
     for key, mask in groups.items():
         w = weight[mask & np.isfinite(weight)]
@@ -648,7 +529,7 @@ def _section_distributions(run: RunFolder):
                 str(int((mask & ~recorded).sum())),
             ]
         )
-    table = _table(
+    return _table(
         [
             "group (final state)",
             "samples",
@@ -658,11 +539,6 @@ def _section_distributions(run: RunFolder):
             "not recorded in the final epoch",
         ],
         rows,
-    )
-    return (
-        "distributions",
-        "Weights of kept and pruned samples",
-        _png(fig, alt="weight histograms") + table,
     )
 
 
@@ -674,10 +550,26 @@ def _section_classes(run: RunFolder):
     final = ledger.column("label")[-1].astype(np.int64)
     pruned = state == PRUNED
     corrected = state == CORRECTED
-    total = np.bincount(given, minlength=k)[:k]
-    n_pruned = np.bincount(given[pruned], minlength=k)[:k]
-    away = np.bincount(given[corrected], minlength=k)[:k]
-    into = np.bincount(final[corrected], minlength=k)[:k]
+    counts = {
+        "total": np.bincount(given, minlength=k)[:k],
+        "pruned": np.bincount(given[pruned], minlength=k)[:k],
+        "away": np.bincount(given[corrected], minlength=k)[:k],
+        "into": np.bincount(final[corrected], minlength=k)[:k],
+    }
+    fig, share = _class_figure(names, counts)
+    table = _class_table(names, counts, share)
+    matrix = _correction_matrix(names, given[corrected], final[corrected])
+    return (
+        "classes",
+        "Per-class counts (final epoch)",
+        _png(fig, alt="per-class counts") + table + matrix,
+    )
+
+
+def _class_figure(names, counts: dict):
+    """Bars of pruned and corrected samples per class, and the share pruned; (figure, share)."""
+    k = len(names)
+    total, n_pruned, away = counts["total"], counts["pruned"], counts["away"]
     x = np.arange(k)
     fig = _figure(13, 3.6)
     axes = fig.subplots(1, 2)
@@ -696,6 +588,12 @@ def _section_classes(run: RunFolder):
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3, axis="y")
+    return fig, share
+
+
+def _class_table(names, counts: dict, share) -> str:
+    """Per class (and all): given, pruned, corrected away and into, kept with the label."""
+    total, n_pruned, away, into = (counts[c] for c in ("total", "pruned", "away", "into"))
     rows = [
         [
             html.escape(names[i]),
@@ -706,7 +604,7 @@ def _section_classes(run: RunFolder):
             str(into[i]),
             str(total[i] - n_pruned[i] - away[i] + into[i]),
         ]
-        for i in range(k)
+        for i in range(len(names))
     ]
     rows.append(
         [
@@ -719,7 +617,7 @@ def _section_classes(run: RunFolder):
             str(total.sum() - n_pruned.sum()),
         ]
     )
-    table = _table(
+    return _table(
         [
             "class",
             "given",
@@ -731,37 +629,31 @@ def _section_classes(run: RunFolder):
         ],
         rows,
     )
-    matrix = ""
-    if corrected.any():
-        flows = np.zeros((k, k), dtype=np.int64)
-        np.add.at(flows, (given[corrected], final[corrected]), 1)
-        mrows = [
-            [html.escape(names[i])] + [str(v) if v else "·" for v in flows[i]]
-            for i in range(k)
-            if flows[i].any()
-        ]
-        matrix = (
-            "<details><summary>corrections: given label (rows) → new label (columns)</summary>"
-            + _table(["given \\ new", *names], mrows)
-            + "</details>"
-        )
+
+
+def _correction_matrix(names, given, new) -> str:
+    """Collapsible given → new label counts of the corrected samples; empty without any."""
+    if not len(given):
+        return ""
+    k = len(names)
+    flows = np.zeros((k, k), dtype=np.int64)
+    np.add.at(flows, (given, new), 1)
+    mrows = [
+        [html.escape(names[i])] + [str(v) if v else "·" for v in flows[i]]
+        for i in range(k)
+        if flows[i].any()
+    ]
     return (
-        "classes",
-        "Per-class counts (final epoch)",
-        _png(fig, alt="per-class counts") + table + matrix,
+        "<details><summary>corrections: given label (rows) → new label (columns)</summary>"
+        + _table(["given \\ new", *names], mrows)
+        + "</details>"
     )
 
 
 def _ground_truth(run: RunFolder, split, notes: list[str]) -> dict | None:
-    if split is None or run.config.data.dataset != "synthdfer":
+    if split is None or split.ground_truth is None:
         return None
-    from d2sp.data.synth import load_ground_truth
-
-    try:
-        gt = load_ground_truth(split.root, split="train")
-    except (OSError, ValueError) as e:
-        notes.append(f"SynthDFER ground truth not read: {e}")
-        return None
+    gt = split.ground_truth
     if len(gt["index"]) != len(run.ledger.labels):
         notes.append("SynthDFER ground truth does not match the ledger's size; left out")
         return None
@@ -786,8 +678,25 @@ def _section_truth(run: RunFolder, gt: dict | None):
             given_label=gt["given_label"],
         )
         rows.append(s)
-    final = rows[-1]
+    html_cards = _truth_cards(rows[-1], gt)
+    table = _truth_table(gt, state[-1], labels[-1])
+    fig = _truth_figure(run, rows)
     n = len(ledger.labels)
+    caption = (
+        f'<p class="muted">Final epoch, {n} training clips. Chance: a random prune hits a '
+        f"low-quality clip {_pct(gt['low_quality'].mean())} of the time. A correction is right "
+        "when the new label is the true one; correction recall is over all wrong labels.</p>"
+    )
+    return (
+        "truth",
+        "Against SynthDFER ground truth",
+        f'<div class="cards">{html_cards}</div>{caption}{table}'
+        + _png(fig, alt="precision and recall per epoch"),
+    )
+
+
+def _truth_cards(final: dict, gt: dict) -> str:
+    """Cards of the final precision and recall and of the amount of injected noise."""
     cards = [
         ("pruning precision", _pct(final["prune_precision"])),
         ("pruning recall", _pct(final["prune_recall"])),
@@ -797,17 +706,20 @@ def _section_truth(run: RunFolder, gt: dict | None):
         ("wrong labels", f"{int(gt['mislabeled'].sum())} ({_pct(gt['mislabeled'].mean())})"),
         ("wrong labels pruned", str(final["pruned_mislabeled"])),
     ]
-    html_cards = "".join(
+    return "".join(
         f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>'
         for k, v in cards
     )
-    final_state = state[-1]
+
+
+def _truth_table(gt: dict, final_state, final_label) -> str:
+    """Per ground-truth noise kind: samples, how many were pruned, corrected, corrected right."""
     kinds = []
     for kind in sorted(set(gt["noise"].tolist()), key=lambda x: (x != "none", x)):
         mask = gt["noise"] == kind
         pr = int((mask & (final_state == PRUNED)).sum())
         co = int((mask & (final_state == CORRECTED)).sum())
-        right = int((mask & (final_state == CORRECTED) & (labels[-1] == gt["true_label"])).sum())
+        right = int((mask & (final_state == CORRECTED) & (final_label == gt["true_label"])).sum())
         kinds.append(
             [
                 html.escape(kind),
@@ -818,11 +730,15 @@ def _section_truth(run: RunFolder, gt: dict | None):
                 str(right),
             ]
         )
-    table = _table(
+    return _table(
         ["ground-truth noise", "samples", "pruned", "pruned %", "corrected", "corrected to truth"],
         kinds,
     )
-    epochs = np.arange(1, ledger.num_epochs + 1)
+
+
+def _truth_figure(run: RunFolder, rows: list[dict]):
+    """Precision and recall of pruning (left) and correction (right) per epoch."""
+    epochs = np.arange(1, len(rows) + 1)
     fig = _figure(13, 3.2)
     axes = fig.subplots(1, 2)
     for ax, what, title in (
@@ -837,17 +753,7 @@ def _section_truth(run: RunFolder, gt: dict | None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         _warmup_line(ax, run.config, len(epochs))
-    caption = (
-        f'<p class="muted">Final epoch, {n} training clips. Chance: a random prune hits a '
-        f"low-quality clip {_pct(gt['low_quality'].mean())} of the time. A correction is right "
-        "when the new label is the true one; correction recall is over all wrong labels.</p>"
-    )
-    return (
-        "truth",
-        "Against SynthDFER ground truth",
-        f'<div class="cards">{html_cards}</div>{caption}{table}'
-        + _png(fig, alt="precision and recall per epoch"),
-    )
+    return fig
 
 
 def _section_gallery(run: RunFolder, split, gt: dict | None, *, kind: str):

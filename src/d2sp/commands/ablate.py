@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from d2sp.commands.compare import parse_list, run_grid
+from d2sp.commands.common import fail, parse_list, resolve_config
+from d2sp.commands.compare import run_grid
 
 
 def ablate(
@@ -24,12 +25,11 @@ def ablate(
     no_progress: bool = typer.Option(False, help="No progress bar"),
 ) -> None:
     """Ablate CGP/FGC and sweep λ, τ, t (paper mode); resumable, one folder per run."""
-    from d2sp.cli import _fail, _resolve_config
     from d2sp.config import ConfigError
     from d2sp.experiments import plan_ablation
 
     try:
-        cfg = _resolve_config(config, overrides, {})
+        cfg = resolve_config(config, overrides, {})
         seed_list = parse_list(seeds, int, "--seeds")
         table_list = parse_list(tables, str, "--tables")
         plan = plan_ablation(
@@ -41,7 +41,7 @@ def ablate(
             seeds=seed_list,
         )
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     title = (
         f"Ablation (paper mode) — config {config or 'defaults'}, seeds "
         f"{','.join(map(str, seed_list))}, overrides {' '.join(overrides or []) or 'none'}"

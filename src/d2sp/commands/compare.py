@@ -6,34 +6,20 @@ d2sp compare -c demo --methods ce,scn,cleanlab,d2sp --jobs 2 optim.epochs=30
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-
-def parse_list(text: str, kind: Callable, option: str) -> list:
-    """Comma-separated values of ``kind`` (int, float or str); ValueError naming ``option``."""
-    names = {int: "integers such as 0,1,2", float: "numbers such as 0.5,0.6", str: "names"}
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    try:
-        if not items:
-            raise ValueError
-        return [kind(x) for x in items]
-    except ValueError:
-        raise ValueError(
-            f"{option}: expected comma-separated {names.get(kind, kind.__name__)}, got {text!r}"
-        ) from None
+from d2sp.commands.common import console, fail, parse_list, resolve_config
 
 
 def run_grid(cfg, plan, *, out: str, jobs: int, progress: bool, title: str) -> None:
     """Run a planned grid, print and write its tables; exit 1 if a run failed, 2 on errors."""
-    from d2sp.cli import _fail, console
     from d2sp.config import ConfigError
     from d2sp.experiments import ExperimentError, run_cells, summarize, write_results
 
     if jobs < 1:
-        _fail(f"--jobs: expected an integer >= 1, got {jobs}")
+        fail(f"--jobs: expected an integer >= 1, got {jobs}")
     for line in getattr(plan, "skipped", []):
         console.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
     runs = len({c.slug for c in plan})
@@ -41,7 +27,7 @@ def run_grid(cfg, plan, *, out: str, jobs: int, progress: bool, title: str) -> N
     try:
         results = run_cells(cfg, plan, out_dir=out, jobs=jobs, progress=progress, console=console)
     except (ExperimentError, ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     summary = summarize(results)
     notes = [f"skipped: {line}" for line in getattr(plan, "skipped", [])]
     text = write_results(results, summary, out, title=title, notes=notes)
@@ -68,16 +54,15 @@ def compare(
 
     Resumable: one folder per run under OUT/runs; finished runs are read back, not retrained.
     """
-    from d2sp.cli import _fail, _resolve_config
     from d2sp.config import ConfigError
     from d2sp.experiments import plan_comparison
 
     try:
-        cfg = _resolve_config(config, overrides, {})
+        cfg = resolve_config(config, overrides, {})
         seed_list = parse_list(seeds, int, "--seeds")
         plan = plan_comparison(cfg, methods=parse_list(methods, str, "--methods"), seeds=seed_list)
     except (ConfigError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     title = (
         f"Comparison — config {config or 'defaults'}, seeds {','.join(map(str, seed_list))}, "
         f"overrides {' '.join(overrides or []) or 'none'}"

@@ -14,9 +14,8 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from d2sp.commands.common import console, fail
 
 
 def export(
@@ -28,13 +27,12 @@ def export(
 ) -> None:
     """Export the cleaned annotation (pruned rows out, labels corrected) and ledger.csv."""
     from d2sp.export import export_run
-    from d2sp.report import RunFolderError
+    from d2sp.runs import RunFolderError
 
     try:
         files = export_run(run_dir, out, flag_pruned=flag_pruned)
     except (RunFolderError, OSError) as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
     summary = json.loads(files["summary"].read_text(encoding="utf-8"))
     action = "flagged" if flag_pruned else "removed"
     console.print(

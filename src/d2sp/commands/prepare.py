@@ -19,14 +19,12 @@ import os
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from d2sp.commands.common import console, fail
 from d2sp.data.cache import prepare_cache
 from d2sp.data.frames import DataError
 from d2sp.data.registry import class_counts, create_dataset, list_datasets
-
-console = Console()
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -51,9 +49,6 @@ def parse_options(pairs: list[str] | None) -> dict:
     return options
 
 
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
 
 
 def prepare(
@@ -94,7 +89,7 @@ def prepare(
             progress=not quiet,
         )  # fmt: skip
     except (DataError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
         return
 
     where = f"{dataset} {split}" + (f" fold {fold}" if fold is not None else "")

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from d2sp.commands.common import console, fail
 
 
 def report(
@@ -21,11 +20,11 @@ def report(
     out: Path = typer.Option(None, "--out", "-o", help="HTML file to write [RUN_DIR/report.html]"),
 ) -> None:
     """Write an HTML report of a run: curves, confusion, purification, clip galleries."""
-    from d2sp.report import RunFolderError, write_report
+    from d2sp.report import write_report
+    from d2sp.runs import RunFolderError
 
     try:
         path = write_report(run_dir, out)
     except (RunFolderError, OSError) as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
     console.print(f"report: {path}", soft_wrap=True)

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2sp.data.frames import DataError
-
-DFER_CLASSES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
-MAFW_EXTRA_CLASSES = ("contempt", "anxiety", "helplessness", "disappointment")
+from d2sp.data.labels import DFER_CLASSES
 
 
 @dataclass

@@ -60,9 +60,9 @@ import torch
 import torch.nn.functional as F
 
 from d2sp.data.annotations import Sample
+from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import FolderSource
 from d2sp.data.frames import DataError
-from d2sp.data.registry import DatasetSplit
 from d2sp.data.sampling import segment_indices
 from d2sp.data.video import AutoSource
 
@@ -294,6 +294,32 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
+def _check_options(split, *, size, codec, quality, resize, max_frames) -> None:
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    if codec not in CODECS:
+        raise ValueError(f"codec: expected one of {', '.join(CODECS)}, got {codec!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality: expected 1..100, got {quality!r}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: expected one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames: expected None or >= 1, got {max_frames!r}")
+    if not split.samples:
+        raise ValueError("split: expected at least one sample, got none")
+
+
+def _reused(out_dir: Path, started: float) -> CacheReport:
+    """The report for an up-to-date cache, from its manifest."""
+    manifest = _read_manifest(out_dir)
+    return CacheReport(
+        out_dir=str(out_dir), built=False, reason="up to date",
+        num_clips=manifest["num_clips"], num_frames=manifest["num_frames"],
+        bytes=sum(s["bytes"] for s in manifest["shards"]), shards=len(manifest["shards"]),
+        seconds=time.perf_counter() - started, skipped=list(manifest.get("skipped", [])),
+    )  # fmt: skip
+
+
 def prepare_cache(
     split: DatasetSplit,
     out_dir: str | PathLike,
@@ -334,31 +360,16 @@ def prepare_cache(
     Raises:
         DataError: a clip failed to decode (naming its file and row), unless ``skip_bad``.
     """
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size: expected a positive integer, got {size!r}")
-    if codec not in CODECS:
-        raise ValueError(f"codec: expected one of {', '.join(CODECS)}, got {codec!r}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality: expected 1..100, got {quality!r}")
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize: expected one of {', '.join(RESIZE_MODES)}, got {resize!r}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames: expected None or >= 1, got {max_frames!r}")
-    if not split.samples:
-        raise ValueError("split: expected at least one sample, got none")
+    _check_options(
+        split, size=size, codec=codec, quality=quality, resize=resize, max_frames=max_frames
+    )
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     params = _params(size, quality, resize, max_frames, codec)
     started = time.perf_counter()
     reason = "forced" if force else cache_status(split, out_dir, **params)
     if reason is None:
-        manifest = _read_manifest(out_dir)
-        return CacheReport(
-            out_dir=str(out_dir), built=False, reason="up to date",
-            num_clips=manifest["num_clips"], num_frames=manifest["num_frames"],
-            bytes=sum(s["bytes"] for s in manifest["shards"]), shards=len(manifest["shards"]),
-            seconds=time.perf_counter() - started, skipped=list(manifest.get("skipped", [])),
-        )  # fmt: skip
+        return _reused(out_dir, started)
     out_dir.mkdir(parents=True, exist_ok=True)
     for p in out_dir.iterdir():
         if _BUILDING.match(p.name):
@@ -380,20 +391,57 @@ def prepare_cache(
     )  # fmt: skip
 
 
+class _ShardWriter:
+    """Appends clips to shard files of about ``shard_bytes`` in ``folder``; keeps the index."""
+
+    def __init__(self, folder: Path, shard_bytes: int):
+        self.folder, self.shard_bytes = folder, shard_bytes
+        self.shards: list[tuple[str, int]] = []  # (name, bytes)
+        self.clip_rows = [0]
+        self.frame_rows: list[tuple[int, int, int]] = []  # (shard, offset, length)
+        self.shapes: list[tuple[int, int]] = []  # (h, w) per raw clip
+        self._file, self._size = None, 0
+
+    def add(self, payload) -> None:
+        """Append one clip: JPEG bytes per frame, or (raw) its ``(N, h, w, 3)`` uint8 frames."""
+        if isinstance(payload, np.ndarray):  # raw: (N, h, w, 3) uint8, contiguous
+            n, h, w, _ = payload.shape
+            frame_bytes = h * w * 3
+            chunks = [memoryview(payload).cast("B")]
+            lengths = [frame_bytes] * n
+            self.shapes.append((h, w))
+        else:
+            chunks, lengths = payload, [len(j) for j in payload]
+        clip_bytes = sum(lengths)
+        if self._file is None or (self._size and self._size + clip_bytes > self.shard_bytes):
+            self.close()
+            name = f"shard-{len(self.shards):05d}.bin"
+            self._file, self._size = open(self.folder / name, "wb"), 0
+            self.shards.append((name, 0))
+        for length in lengths:
+            self.frame_rows.append((len(self.shards) - 1, self._size, length))
+            self._size += length
+        for chunk in chunks:
+            self._file.write(chunk)
+        self.clip_rows.append(len(self.frame_rows))
+
+    def close(self) -> None:
+        """Close the current shard, recording its size."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.shards[-1] = (self.shards[-1][0], self._size)
+
+
 def _build(split, tmp: Path, params, *, workers, shard_bytes, skip_bad, progress):
     """Encode every clip into shards in ``tmp``; returns what the index needs."""
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     tasks = list(enumerate(split.samples))
     kept: list[Sample] = []
     skipped: list[str] = []
-    shards: list[tuple[str, int]] = []
-    clip_rows = [0]
-    frame_rows: list[tuple[int, int, int]] = []
-    shapes: list[tuple[int, int]] = []  # (h, w) per kept clip
-    shard_file, shard_size = None, 0
+    writer = _ShardWriter(tmp, shard_bytes)
 
     def consume(results, bar, task):
-        nonlocal shard_file, shard_size
         t0, done = time.perf_counter(), 0
         for i, payload, error in results:
             sample = split.samples[i]
@@ -405,28 +453,7 @@ def _build(split, tmp: Path, params, *, workers, shard_bytes, skip_bad, progress
                     raise DataError(f"{where}: {error}")
                 skipped.append(f"{where}: {error}")
                 continue
-            if isinstance(payload, np.ndarray):  # raw: (N, h, w, 3) uint8, contiguous
-                n, h, w, _ = payload.shape
-                frame_bytes = h * w * 3
-                chunks = [memoryview(payload).cast("B")]
-                lengths = [frame_bytes] * n
-                shapes.append((h, w))
-            else:
-                chunks, lengths = payload, [len(j) for j in payload]
-            clip_bytes = sum(lengths)
-            if shard_file is None or (shard_size and shard_size + clip_bytes > shard_bytes):
-                if shard_file is not None:
-                    shard_file.close()
-                    shards[-1] = (shards[-1][0], shard_size)
-                name = f"shard-{len(shards):05d}.bin"
-                shard_file, shard_size = open(tmp / name, "wb"), 0
-                shards.append((name, 0))
-            for length in lengths:
-                frame_rows.append((len(shards) - 1, shard_size, length))
-                shard_size += length
-            for chunk in chunks:
-                shard_file.write(chunk)
-            clip_rows.append(len(frame_rows))
+            writer.add(payload)
             kept.append(sample)
 
     pool = None
@@ -448,12 +475,10 @@ def _build(split, tmp: Path, params, *, workers, shard_bytes, skip_bad, progress
             pool.terminate()
             pool.join()
         _WORKER.clear()
-        if shard_file is not None:
-            shard_file.close()
-            shards[-1] = (shards[-1][0], shard_size)
+        writer.close()
     if not kept:
         raise DataError(f"no clip of the split could be cached ({len(skipped)} failed)")
-    return kept, skipped, shards, clip_rows, frame_rows, shapes
+    return kept, skipped, writer.shards, writer.clip_rows, writer.frame_rows, writer.shapes
 
 
 def _install(out_dir, tmp, split, params, kept, skipped, shards, clip_rows, frame_rows, shapes):

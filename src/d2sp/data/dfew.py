@@ -23,16 +23,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from d2sp.data.annotations import DFER_CLASSES, Sample
+from d2sp.data.annotations import Sample
+from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_file
 from d2sp.data.frames import DataError
-from d2sp.data.labels import dfew_label
-from d2sp.data.registry import (
-    DatasetSplit,
-    format_name,
-    register_dataset,
-    require_fold,
-    resolve_file,
-)
+from d2sp.data.labels import DFER_CLASSES, dfew_label
+from d2sp.data.registry import register_dataset
 from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
 from d2sp.data.video import AutoSource
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from d2sp.data.annotations import DFER_CLASSES, Sample, read_list_file
+from d2sp.data.annotations import Sample, read_list_file
+from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
-from d2sp.data.labels import FERV39K_EMOTIONS, ferv39k_label
-from d2sp.data.registry import DatasetSplit, format_name, register_dataset, resolve_file
+from d2sp.data.labels import DFER_CLASSES, FERV39K_EMOTIONS, ferv39k_label
+from d2sp.data.registry import register_dataset
 from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
 from d2sp.data.video import AutoSource
 

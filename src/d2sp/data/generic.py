@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from d2sp.data.annotations import Sample, read_list_file
+from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import class_index, default_class_names
-from d2sp.data.registry import DatasetSplit, format_name, register_dataset, resolve_file
+from d2sp.data.registry import register_dataset
 from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
 from d2sp.data.video import AutoSource
 

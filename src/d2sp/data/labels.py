@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from d2sp.data.annotations import DFER_CLASSES, MAFW_EXTRA_CLASSES
-
+DFER_CLASSES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+MAFW_EXTRA_CLASSES = ("contempt", "anxiety", "helplessness", "disappointment")
 MAFW_CLASSES = DFER_CLASSES + MAFW_EXTRA_CLASSES
 
 # DFEW's split csv files: 1 Happy, 2 Sad, 3 Neutral, 4 Angry, 5 Surprise, 6 Disgust, 7 Fear.
@@ -39,15 +39,7 @@ DFEW_OFFICIAL_IDS = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6}
 DFEW_OFFICIAL_NAMES = ("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear")
 
 # FERV39k's emotion folders and split-file labels.
-FERV39K_EMOTIONS = {
-    "Happy": 0,
-    "Sad": 1,
-    "Neutral": 2,
-    "Angry": 3,
-    "Surprise": 4,
-    "Disgust": 5,
-    "Fear": 6,
-}
+FERV39K_EMOTIONS = {name: i for i, name in enumerate(DFEW_OFFICIAL_NAMES)}  # folder names
 
 # The 22 scenes of FERV39k (folder names of ``2_ClipsforFaceCrop``).
 FERV39K_SCENES = (

@@ -30,15 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from d2sp.data.annotations import Sample
+from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import MAFW_CLASSES, mafw_label
-from d2sp.data.registry import (
-    DatasetSplit,
-    format_name,
-    register_dataset,
-    require_fold,
-    resolve_file,
-)
+from d2sp.data.registry import register_dataset
 from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
 from d2sp.data.video import AutoSource
 
@@ -107,6 +102,61 @@ def find_split_file(root: Path, split: str, fold: int) -> Path:
     )
 
 
+def _split_path(root: Path, split: str, fold, split_file) -> tuple[Path, int | None]:
+    """The split file of ``split`` (the official one of ``fold``, or ``split_file``) and the
+    fold it stands for."""
+    if split_file is not None and "{fold}" not in split_file:
+        fold = None if fold is None else require_fold("mafw", fold)
+        return resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw"), fold
+    fold = require_fold("mafw", fold)
+    if split_file is not None:
+        return resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw"), fold
+    return find_split_file(root, split, fold), fold
+
+
+def _media_dir(root: Path, media: str, frames: str, videos: str) -> Path:
+    """The folder holding the clips (frame folders or videos); DataError when missing."""
+    media_dir = Path(frames if media == "frames" else videos)
+    media_dir = media_dir if media_dir.is_absolute() else root / media_dir
+    if not media_dir.is_dir():
+        other = "video" if media == "frames" else "frames"
+        raise DataError(
+            f"mafw: {media} folder {str(media_dir)!r} not found; set "
+            f"{'frames' if media == 'frames' else 'videos'}= or media={other!r}"
+        )
+    return media_dir
+
+
+def _row_label(where: str, clip, label, labels: dict, label_file, problems) -> int | None:
+    """The 0-based label of a split row (its own, checked against the label file, or the
+    label file's); None (reported to ``problems``) when the row cannot be used."""
+    if clip is None:
+        problems.report(where, label)
+        return None
+    known = labels.get(clip)
+    if label is not None:
+        try:
+            y = mafw_label(label)
+        except ValueError as e:
+            problems.report(where, str(e))
+            return None
+        if known is not None and known[0] != y:
+            problems.report(
+                where,
+                f"label {MAFW_CLASSES[y]!r} disagrees with {known[1]} ({MAFW_CLASSES[known[0]]!r})",
+            )
+            return None
+        return y
+    if known is not None:
+        return known[0]
+    problems.report(
+        where,
+        f"clip {clip!r} has no label here and none in "
+        f"{label_file if labels else 'a label file (single_label.txt not found)'}",
+    )
+    return None
+
+
 @register_dataset("mafw")
 def mafw(
     *,
@@ -138,24 +188,8 @@ def mafw(
     """
     if media not in MEDIA:
         raise ValueError(f"media: expected one of {', '.join(MEDIA)}, got {media!r}")
-    if split_file is not None and "{fold}" not in split_file:
-        fold = None if fold is None else require_fold("mafw", fold)
-        path = resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw")
-    else:
-        fold = require_fold("mafw", fold)
-        path = (
-            resolve_file(format_name(split_file, split=split, fold=fold), root, what="mafw")
-            if split_file is not None
-            else find_split_file(root, split, fold)
-        )
-    media_dir = Path(frames if media == "frames" else videos)
-    media_dir = media_dir if media_dir.is_absolute() else root / media_dir
-    if not media_dir.is_dir():
-        other = "video" if media == "frames" else "frames"
-        raise DataError(
-            f"mafw: {media} folder {str(media_dir)!r} not found; set "
-            f"{'frames' if media == 'frames' else 'videos'}= or media={other!r}"
-        )
+    path, fold = _split_path(root, split, fold, split_file)
+    media_dir = _media_dir(root, media, frames, videos)
     problems = Problems(skip_bad=skip_bad)
     files = [str(path)]
     labels: dict[str, tuple[int, str]] = {}
@@ -164,31 +198,8 @@ def mafw(
         files.append(str(root / label_file))
     samples, keys = [], []
     for where, clip, label in _rows(path):
-        if clip is None:
-            problems.report(where, label)
-            continue
-        known = labels.get(clip)
-        if label is not None:
-            try:
-                y = mafw_label(label)
-            except ValueError as e:
-                problems.report(where, str(e))
-                continue
-            if known is not None and known[0] != y:
-                problems.report(
-                    where,
-                    f"label {MAFW_CLASSES[y]!r} disagrees with {known[1]} "
-                    f"({MAFW_CLASSES[known[0]]!r})",
-                )
-                continue
-        elif known is not None:
-            y = known[0]
-        else:
-            problems.report(
-                where,
-                f"clip {clip!r} has no label here and none in "
-                f"{label_file if labels else 'a label file (single_label.txt not found)'}",
-            )
+        y = _row_label(where, clip, label, labels, label_file, problems)
+        if y is None:
             continue
         keys.append((clip, where))
         target = media_dir / clip if media == "frames" else media_dir / f"{clip}.mp4"

@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
+from d2sp.data.labels import DFER_CLASSES
 from d2sp.noise import confirmation_runs
 
-CLASS_NAMES = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+CLASS_NAMES = DFER_CLASSES
 NEUTRAL = 2
 SYNTH_VERSION = 3  # bump whenever the bytes written for given parameters change
 LOW_QUALITY_KINDS = ("blur", "dark", "occlusion", "no_face")
@@ -587,6 +588,132 @@ def _bool_arg(name, value):
     return value
 
 
+def _check_params(
+    *,
+    num_train,
+    num_test,
+    size,
+    min_frames,
+    max_frames,
+    low_quality_rate,
+    label_noise_rate,
+    neutral_sink_share,
+    annotation_batch,
+    seed,
+):
+    """The checked dataset parameters, as recorded in meta.json."""
+    cfg = {
+        "num_train": _int_arg("num_train", num_train, 1),
+        "num_test": _int_arg("num_test", num_test, 1),
+        "size": _int_arg("size", size, 16, 512),
+        "min_frames": _int_arg("min_frames", min_frames, 1, 1000),
+        "max_frames": _int_arg("max_frames", max_frames, 1, 1000),
+        "low_quality_rate": _rate_arg("low_quality_rate", low_quality_rate, 0.5),
+        "label_noise_rate": _rate_arg("label_noise_rate", label_noise_rate, 0.5),
+        "neutral_sink_share": _rate_arg("neutral_sink_share", neutral_sink_share, 1.0),
+        "annotation_batch": _int_arg("annotation_batch", annotation_batch, 2),
+        "seed": _int_arg("seed", seed, 0),
+    }
+    if cfg["max_frames"] < cfg["min_frames"]:
+        raise ValueError(
+            f"max_frames must be >= min_frames, got max_frames={max_frames} < "
+            f"min_frames={min_frames}"
+        )
+    if cfg["low_quality_rate"] + cfg["label_noise_rate"] > 0.7:
+        raise ValueError(
+            f"low_quality_rate + label_noise_rate must be <= 0.7 (the noise sets are disjoint), "
+            f"got {low_quality_rate} + {label_noise_rate}"
+        )
+    return cfg
+
+
+# ----------------------------------------------------------------------------- dataset files
+
+
+def _reuse_or_clear(root, cfg, *, overwrite):
+    """True if `root` holds this very dataset; else clear the old one (refused unless overwrite)."""
+    meta_path = root / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") == SYNTH_VERSION and meta.get("params") == cfg:
+            return True
+        if not overwrite:
+            old = meta.get("params", {})
+            diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
+            if meta.get("version") != SYNTH_VERSION:
+                diff["version"] = (meta.get("version"), SYNTH_VERSION)
+            shown = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{root} already holds a SynthDFER dataset with other parameters "
+                f"({shown}); pass overwrite=True to regenerate it"
+            )
+        meta_path.unlink()
+    for split in ("train", "test"):
+        shutil.rmtree(root / "frames" / split, ignore_errors=True)
+    return False
+
+
+def _layout(root, plans, cfg):
+    """Render tasks, list-file text per split and ground-truth rows, in clip-number order."""
+    width = max(5, len(str(cfg["num_train"] + cfg["num_test"])))
+    tasks, lists, rows, number = [], {}, [], 0
+    for split, (params, given, true, noise) in plans.items():
+        lines = []
+        for i, p in enumerate(params):
+            number += 1
+            rel = f"frames/{split}/s{number:0{width}d}"
+            tasks.append((str(root / rel), p, cfg["size"]))
+            lines.append(f"{rel} {p.num_frames} {int(given[i])}\n")
+            quality = "low" if noise[i] in LOW_QUALITY_KINDS else "good"
+            rows.append(
+                [
+                    split,
+                    i,
+                    rel,
+                    int(given[i]),
+                    int(true[i]),
+                    quality,
+                    noise[i],
+                    f"{p.intensity:.4f}",
+                ]
+            )
+        lists[split] = "".join(lines)
+    return tasks, lists, rows
+
+
+def _write_index(root, lists, rows):
+    """Write the list files and ground_truth.csv (each via a temporary file)."""
+    for split, text in lists.items():
+        _write_text(root / f"{split}_list.txt", text)
+    tmp = root / "ground_truth.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(GROUND_TRUTH_COLUMNS)
+        writer.writerows(rows)
+    os.replace(tmp, root / "ground_truth.csv")
+
+
+def _meta(cfg, plans, tasks):
+    """The content of meta.json: version, parameters, class names and counts."""
+    train_noise = plans["train"][3]
+    return {
+        "name": "SynthDFER",
+        "version": SYNTH_VERSION,
+        "params": cfg,
+        "class_names": list(CLASS_NAMES),
+        "counts": {
+            "train": cfg["num_train"],
+            "test": cfg["num_test"],
+            "frames": int(sum(t[1].num_frames for t in tasks)),
+            "noise": {k: int(np.sum(train_noise == k)) for k in NOISE_KINDS},
+            "true_labels": {
+                split: {name: int(np.sum(plan[2] == k)) for k, name in enumerate(CLASS_NAMES)}
+                for split, plan in plans.items()
+            },
+        },
+    }
+
+
 # ----------------------------------------------------------------------------- public API
 
 
@@ -621,28 +748,12 @@ def generate_synthdfer(
     """
     if not isinstance(root, str | os.PathLike):
         raise ValueError(f"root must be a path, got {root!r} ({type(root).__name__})")
-    cfg = {
-        "num_train": _int_arg("num_train", num_train, 1),
-        "num_test": _int_arg("num_test", num_test, 1),
-        "size": _int_arg("size", size, 16, 512),
-        "min_frames": _int_arg("min_frames", min_frames, 1, 1000),
-        "max_frames": _int_arg("max_frames", max_frames, 1, 1000),
-        "low_quality_rate": _rate_arg("low_quality_rate", low_quality_rate, 0.5),
-        "label_noise_rate": _rate_arg("label_noise_rate", label_noise_rate, 0.5),
-        "neutral_sink_share": _rate_arg("neutral_sink_share", neutral_sink_share, 1.0),
-        "annotation_batch": _int_arg("annotation_batch", annotation_batch, 2),
-        "seed": _int_arg("seed", seed, 0),
-    }
-    if cfg["max_frames"] < cfg["min_frames"]:
-        raise ValueError(
-            f"max_frames must be >= min_frames, got max_frames={max_frames} < "
-            f"min_frames={min_frames}"
-        )
-    if cfg["low_quality_rate"] + cfg["label_noise_rate"] > 0.7:
-        raise ValueError(
-            f"low_quality_rate + label_noise_rate must be <= 0.7 (the noise sets are disjoint), "
-            f"got {low_quality_rate} + {label_noise_rate}"
-        )
+    cfg = _check_params(
+        num_train=num_train, num_test=num_test, size=size, min_frames=min_frames,
+        max_frames=max_frames, low_quality_rate=low_quality_rate,
+        label_noise_rate=label_noise_rate, neutral_sink_share=neutral_sink_share,
+        annotation_batch=annotation_batch, seed=seed,
+    )  # fmt: skip
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     workers = _int_arg("workers", workers, 1)
@@ -650,83 +761,19 @@ def generate_synthdfer(
     _bool_arg("overwrite", overwrite)
 
     root = Path(root)
-    meta_path = root / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("version") == SYNTH_VERSION and meta.get("params") == cfg:
-            return root
-        if not overwrite:
-            old = meta.get("params", {})
-            diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
-            if meta.get("version") != SYNTH_VERSION:
-                diff["version"] = (meta.get("version"), SYNTH_VERSION)
-            shown = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"{root} already holds a SynthDFER dataset with other parameters "
-                f"({shown}); pass overwrite=True to regenerate it"
-            )
-        meta_path.unlink()
-    for split in ("train", "test"):
-        shutil.rmtree(root / "frames" / split, ignore_errors=True)
-
+    if _reuse_or_clear(root, cfg, overwrite=overwrite):
+        return root
     seq = np.random.SeedSequence(cfg["seed"])
     train_rng, test_rng = (np.random.default_rng(s) for s in seq.spawn(2))
     plans = {
         "train": _plan_split(cfg["num_train"], train_rng, noisy=True, cfg=cfg),
         "test": _plan_split(cfg["num_test"], test_rng, noisy=False, cfg=cfg),
     }
-    width = max(5, len(str(cfg["num_train"] + cfg["num_test"])))
-    tasks, lists, rows, number = [], {}, [], 0
-    for split, (params, given, true, noise) in plans.items():
-        lines = []
-        for i, p in enumerate(params):
-            number += 1
-            rel = f"frames/{split}/s{number:0{width}d}"
-            tasks.append((str(root / rel), p, cfg["size"]))
-            lines.append(f"{rel} {p.num_frames} {int(given[i])}\n")
-            quality = "low" if noise[i] in LOW_QUALITY_KINDS else "good"
-            rows.append(
-                [
-                    split,
-                    i,
-                    rel,
-                    int(given[i]),
-                    int(true[i]),
-                    quality,
-                    noise[i],
-                    f"{p.intensity:.4f}",
-                ]
-            )
-        lists[split] = "".join(lines)
+    tasks, lists, rows = _layout(root, plans, cfg)
     root.mkdir(parents=True, exist_ok=True)
     _run_tasks(tasks, workers, progress)
-
-    for split, text in lists.items():
-        _write_text(root / f"{split}_list.txt", text)
-    tmp = root / "ground_truth.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(GROUND_TRUTH_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, root / "ground_truth.csv")
-    train_noise = plans["train"][3]
-    meta = {
-        "name": "SynthDFER",
-        "version": SYNTH_VERSION,
-        "params": cfg,
-        "class_names": list(CLASS_NAMES),
-        "counts": {
-            "train": cfg["num_train"],
-            "test": cfg["num_test"],
-            "frames": int(sum(t[1].num_frames for t in tasks)),
-            "noise": {k: int(np.sum(train_noise == k)) for k in NOISE_KINDS},
-            "true_labels": {
-                split: {name: int(np.sum(plan[2] == k)) for k, name in enumerate(CLASS_NAMES)}
-                for split, plan in plans.items()
-            },
-        },
-    }
-    _write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    _write_index(root, lists, rows)
+    _write_text(root / "meta.json", json.dumps(_meta(cfg, plans, tasks), indent=2) + "\n")
     return root
 
 

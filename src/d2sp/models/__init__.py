@@ -5,6 +5,7 @@ Importing this package registers every shipped backbone:
 """
 
 from d2sp.models import former_dfer, resnet, vgg, vit  # noqa: F401  (registration)
+from d2sp.models.dfer import DFERModel
 from d2sp.models.pretrained import load_pretrained
 from d2sp.models.registry import (
     BACKBONES,
@@ -16,6 +17,7 @@ from d2sp.models.registry import (
 
 __all__ = [
     "BACKBONES",
+    "DFERModel",
     "create_backbone",
     "create_model",
     "list_backbones",

@@ -14,7 +14,8 @@ from os import PathLike
 
 from torch import nn
 
-from d2sp.heads import ClassifierHead, DFERModel
+from d2sp.heads import ClassifierHead
+from d2sp.models.dfer import DFERModel
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 

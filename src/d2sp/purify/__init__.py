@@ -1,26 +1,40 @@
-"""Data purification: the stages (pure functions), the history, the purifier, the ledger."""
+"""Data purification: the contract every mode implements, the registered modes, the paper's
+stages as pure functions, the records and the ledger.
 
-from d2sp.purify.factory import PURIFIERS, create_purifier
-from d2sp.purify.history import History
-from d2sp.purify.improved import ImprovedPurifier, training_hooks
+Importing this package registers every shipped mode: ``paper`` (the method as published),
+``d2sp+``, and the baselines ``scn``, ``ce``, ``oracle``, ``cleanlab``.
+"""
+
+from d2sp.purify import confident, fixed, improved, paper, scn  # noqa: F401  (registration)
+from d2sp.purify.base import Decision, OptionError, Purifier
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, STATE_NAMES, UNDECIDED, Ledger
-from d2sp.purify.purifier import Purifier
+from d2sp.purify.records import Records
+from d2sp.purify.registry import (
+    PURIFIERS,
+    create_purifier,
+    list_modes,
+    purifier_class,
+    register_purifier,
+)
 from d2sp.purify.stages import coarse_grained_pruning, fine_grained_correction, weighted_scores
 
 __all__ = [
     "CORRECTED",
     "KEPT",
     "PRUNED",
+    "PURIFIERS",
     "STATE_NAMES",
     "UNDECIDED",
-    "History",
-    "ImprovedPurifier",
-    "PURIFIERS",
+    "Decision",
     "Ledger",
+    "OptionError",
     "Purifier",
+    "Records",
     "coarse_grained_pruning",
     "create_purifier",
     "fine_grained_correction",
-    "training_hooks",
+    "list_modes",
+    "purifier_class",
+    "register_purifier",
     "weighted_scores",
 ]

@@ -1,62 +1,36 @@
-"""The improved purification mode ``d2sp+``: rules over arrays, the purifier, the loop hooks.
+"""Mode ``d2sp+``: an earlier improved mode, kept for comparison with the paper's rules.
 
 It keeps the paper's idea (a learned per-sample weight, dynamic pruning recomputed every
-epoch, correction of stably mispredicted samples) and fixes what goes wrong on real images
-with dual noise. Each fix is one keyword switch of :class:`ImprovedPurifier`:
+epoch, correction of stably mispredicted samples) and changes the rules; each change is one
+option:
 
 - ``rank_reg`` (off by default: its ablation row did not earn it a place): rank
-  regularisation of the weights (a loss term, from the end of warm-up) so that the weight
-  branch spreads its weights instead of sitting near 1 for everything;
+  regularisation of the weights (a loss term, from the end of warm-up);
 - ``class_relative``: the pruning score is compared with ``lam`` times the median score of
-  the samples annotated with the same class, not with one global λ, so a hard class is not
-  thinned out and the thresholds follow the model's confidence as training goes on;
+  the samples annotated with the same class, not with one global λ;
 - ``teacher``: decisions come from an EMA copy of the model scoring un-augmented samples
-  without gradient, not from the training pass of the model being trained; a kept sample
-  is re-scored every ``rescore_every`` epochs (pruned ones every epoch), which spaces the
-  records out (slower, steadier decisions) and keeps the extra cost small;
+  without gradient, not from the training pass; a kept sample is re-scored every
+  ``rescore_every`` epochs (pruned ones every epoch);
 - ``agree``: a correction needs the same prediction ``ŷ ≠ y`` in ``agree`` consecutive
-  records taken while the sample was kept: a sample coming back from the pruned set is
-  not corrected at once;
+  records taken while the sample was kept;
 - ``rejoin``: hysteresis: a pruned sample comes back only when its score exceeds ``rejoin``
-  times its class median (``lam`` to be pruned, ``rejoin ≥ lam`` to come back), because an
-  unusable image that is not trained on drifts to confident predictions all the same;
+  times its class median;
 - ``expire_after`` (off by default): a correction lapses after that many epochs; the sample
   is held out until ``agree`` fresh records earn it again.
-
-Usable from any training loop with a few extra lines (see :class:`TrainingHooks`)::
-
-    purifier = create_purifier("d2sp+", labels, num_classes=K, warmup_epochs=5)
-    hooks = training_hooks(purifier, model)
-    for epoch in range(epochs):
-        for x, _, idx in loader_over(purifier.kept_indices()):
-            logits, w = model(augment(x))
-            loss = weighted_cross_entropy(logits, w, purifier.labels_for(idx))
-            loss = loss + hooks.extra_loss(w)
-            optimizer.zero_grad(); loss.backward(); optimizer.step()
-            hooks.after_step()
-            purifier.record(idx, logits.detach(), w.detach())
-        for x, _, idx in loader_over(hooks.rescore_indices()):  # un-augmented views
-            hooks.record_rescored(idx, *hooks.scorer(x))
-        purifier.end_epoch()
-
-The same loop runs the paper's :class:`~d2sp.purify.purifier.Purifier` unchanged: its
-hooks add no loss, keep no teacher and re-score the pruned samples with the model.
 
 Shapes: ``N`` samples, ``K`` classes, ``W`` records kept per sample, newest first.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import nn
 
-from d2sp.losses_extra import rank_regularization
-from d2sp.purify.history import FIELDS, reduce_staged
-from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
-from d2sp.purify.purifier import PurifierQueries, _as_label_tensor
+from d2sp.losses import rank_regularization
+from d2sp.purify.base import Decision, Purifier, expect
+from d2sp.purify.registry import register_purifier
+from d2sp.purify.teacher import EmaTeacher
 
 # ---- pure rules over arrays ---------------------------------------------------------------
 
@@ -181,72 +155,12 @@ def rescore_turn(num_samples: int, epoch: int, every: int) -> np.ndarray:
     return (np.arange(num_samples) + epoch) % every == 0
 
 
-# ---- records ------------------------------------------------------------------------------
+# ---- the mode -----------------------------------------------------------------------------
 
 
-class OrderedHistory:
-    """The newest ``W`` records of ``N`` samples, column 0 the newest; one per epoch at most.
-
-    Like :class:`d2sp.purify.history.History`, but kept in order so that windows of
-    different lengths (``t`` for pruning, ``agree`` for correction) read one buffer.
-    """
-
-    def __init__(self, num_samples: int, width: int, *, device: torch.device | str = "cpu"):
-        dev = torch.device(device)
-        self.width = width
-        self.weight = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
-        self.pred = torch.zeros(num_samples, width, dtype=torch.int16, device=dev)  # (N, W)
-        self.p_pred = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
-        self.p_label = torch.zeros(num_samples, width, dtype=torch.float32, device=dev)  # (N, W)
-        self.count = torch.zeros(num_samples, dtype=torch.int64, device=dev)  # (N,)
-
-    def push(self, idx: torch.Tensor, **fields: torch.Tensor) -> None:
-        """Shift one record per sample in as the newest column; every field is ``(M,)``."""
-        for f in FIELDS:
-            buf = getattr(self, f)
-            rows = buf[idx]  # (M, W)
-            new = fields[f].to(buf.dtype).unsqueeze(1)  # (M, 1)
-            buf[idx] = torch.cat([new, rows[:, :-1]], dim=1)
-        self.count[idx] += 1
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f: getattr(self, f).cpu() for f in (*FIELDS, "count")}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for f in (*FIELDS, "count"):
-            target = getattr(self, f)
-            if state[f].shape != target.shape:
-                raise ValueError(
-                    f"history field {f!r}: expected shape {tuple(target.shape)}, "
-                    f"got {tuple(state[f].shape)}"
-                )
-            target.copy_(state[f].to(target.device))
-
-
-class _Staging:
-    """Records of the epoch in progress: probabilities ``(N, K)``, weights ``(N,)``, seen."""
-
-    def __init__(self, n: int, k: int, device: torch.device):
-        self.probs = torch.zeros(n, k, dtype=torch.float32, device=device)  # (N, K)
-        self.weight = torch.zeros(n, dtype=torch.float32, device=device)  # (N,)
-        self.seen = torch.zeros(n, dtype=torch.bool, device=device)  # (N,)
-
-    def put(self, idx: torch.Tensor, probs: torch.Tensor, w: torch.Tensor) -> None:
-        self.probs[idx] = probs
-        self.weight[idx] = w
-        self.seen[idx] = True
-
-
-# ---- the purifier -------------------------------------------------------------------------
-
-
-def _check(name: str, value, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-
-
-class ImprovedPurifier(PurifierQueries):
-    """Dynamic purification, mode ``d2sp+``; the same public API as :class:`Purifier`.
+@register_purifier("d2sp+")
+class ImprovedPurifier(Purifier):
+    """Dynamic purification, ``mode: d2sp+``.
 
     Per epoch, over the newest records (from the teacher when ``teacher``):
 
@@ -255,372 +169,179 @@ class ImprovedPurifier(PurifierQueries):
        decided samples annotated with its class ``c`` (of all samples without
        ``class_relative``);
     2. a kept sample whose newest ``agree`` records, all taken while it was kept, predict the
-       same ``ŷ ≠ y`` with ``Δp > tau`` trains on ``ŷ``; corrections are recomputed from the
-       annotation every epoch, as in the paper;
+       same ``ŷ ≠ y`` with ``Δp > tau`` trains on ``ŷ``; recomputed from the annotation every
+       epoch;
     3. with ``expire_after``, a correction in force that long lapses and the sample is held
        out (shown as pruned) until ``agree`` fresh records earn it again.
 
-    Args:
-        labels: ``(N,)`` original annotation ``y`` (never changed).
-        num_classes: ``K``.
-        lam: relative pruning threshold in [0, 1].
-        tau: correction margin τ on ``Δp`` in [-1, 1].
-        t: records the pruning score is averaged over.
-        agree: consecutive records that must agree for a correction.
-        warmup_epochs: epochs that train on every sample before the first decision (the rank
-            regularisation also starts after them).
-        class_relative: per-class medians (else one median over all samples).
-        rank_reg: add :func:`~d2sp.losses_extra.rank_regularization` of the weights to the
-            loss (:meth:`extra_loss`), with ``rank_margin`` and ``rank_ratio``. Off by
-            default: it spreads the weights, but forcing a share of every batch into the
-            low group also pushes clean samples down, and pruning and correction got worse.
-        teacher: take decisions from the records of an EMA teacher (see
-            :class:`TrainingHooks`), ``teacher_epochs`` its time constant in epochs; the
-            training-pass records are then ignored (used only if no re-scored record
-            arrives in an epoch, i.e. when the loop does not call the hooks).
-        rescore_every: a kept sample is re-scored by the teacher every that many epochs.
-        rejoin: relative threshold a pruned sample must exceed to come back (``None``: lam).
-        expire_after: a correction lapses after this many epochs (0 = never).
-        cgp, fgc: stage switches.
-        score: only ``"max"`` (accepted so that a loop can pass the paper's options as they
-            are).
-        device: where the records live; put them on the model's device.
-        keep_ledger: keep every epoch's arrays in :attr:`ledger`.
+    Options:
+        lam: relative pruning threshold in [0, 1]. tau: correction margin in [-1, 1].
+        t: records the pruning score is averaged over. agree: agreeing records for a
+        correction. warmup_epochs: epochs before the first decision. class_relative,
+        rank_reg (with rank_margin, rank_ratio), teacher (with teacher_epochs, its time
+        constant in epochs), rescore_every, rejoin (None: lam), expire_after (0: never),
+        cgp, fgc: see the module docstring.
     """
 
-    mode = "d2sp+"
+    defaults = {
+        "lam": 0.5,
+        "tau": 0.2,
+        "t": 2,
+        "agree": 3,
+        "warmup_epochs": 5,
+        "class_relative": True,
+        "rank_reg": False,
+        "rank_margin": 0.15,
+        "rank_ratio": 0.7,
+        "teacher": True,
+        "teacher_epochs": 2.0,
+        "rescore_every": 3,
+        "rejoin": 1.0,
+        "expire_after": 0,
+        "cgp": True,
+        "fgc": True,
+    }
+    rescore_view = "eval"
 
-    def __init__(
-        self,
-        labels,
-        *,
-        num_classes: int,
-        lam: float = 0.5,
-        tau: float = 0.2,
-        t: int = 2,
-        agree: int = 3,
-        warmup_epochs: int = 5,
-        class_relative: bool = True,
-        rank_reg: bool = False,
-        rank_margin: float = 0.15,
-        rank_ratio: float = 0.7,
-        teacher: bool = True,
-        teacher_epochs: float = 2.0,
-        rescore_every: int = 3,
-        rejoin: float | None = 1.0,
-        expire_after: int = 0,
-        cgp: bool = True,
-        fgc: bool = True,
-        score: str = "max",
-        device: torch.device | str = "cpu",
-        keep_ledger: bool = True,
-    ):
-        _check(
-            "score", score, score == "max",
-            "'max' (d2sp+ scores w · p[pred]; w · p[y] prunes the mislabelled samples)",
-        )  # fmt: skip
-        _check("num_classes", num_classes, int(num_classes) >= 2, "an integer >= 2")
-        _check("lam", lam, 0.0 <= lam <= 1.0, "a value in [0, 1]")
-        _check("tau", tau, -1.0 <= tau <= 1.0, "a value in [-1, 1] (Δp is a difference)")
-        _check("t", t, int(t) >= 1, "an integer >= 1")
-        _check("agree", agree, int(agree) >= 1, "an integer >= 1")
-        _check("warmup_epochs", warmup_epochs, int(warmup_epochs) >= 0, "an integer >= 0")
-        _check("rank_margin", rank_margin, 0.0 < rank_margin < 1.0, "a value in (0, 1)")
-        _check("rank_ratio", rank_ratio, 0.0 < rank_ratio < 1.0, "a value in (0, 1)")
-        _check("teacher_epochs", teacher_epochs, teacher_epochs > 0, "a positive number")
-        _check("rescore_every", rescore_every, int(rescore_every) >= 1, "an integer >= 1")
-        rejoin = lam if rejoin is None else rejoin
-        _check("rejoin", rejoin, lam <= rejoin <= 2.0, f"None or a value in [lam={lam}, 2]")
-        _check("expire_after", expire_after, int(expire_after) >= 0, "an integer >= 0")
-        self.num_classes = int(num_classes)
-        self.lam, self.tau, self.t, self.agree = float(lam), float(tau), int(t), int(agree)
-        self.warmup_epochs = int(warmup_epochs)
-        self.class_relative, self.rank_reg = bool(class_relative), bool(rank_reg)
-        self.rank_margin, self.rank_ratio = float(rank_margin), float(rank_ratio)
-        self.teacher, self.teacher_epochs = bool(teacher), float(teacher_epochs)
-        self.rescore_every = int(rescore_every)
-        self.rejoin, self.expire_after = float(rejoin), int(expire_after)
-        self.cgp, self.fgc = bool(cgp), bool(fgc)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        self.labels = _as_label_tensor(labels, self.num_classes)  # (N,) CPU
-        self._labels_dev = self.labels.to(self.device)
-        n = len(self.labels)
-        self.history = OrderedHistory(n, max(self.t, self.agree), device=self.device)
-        self._train_stage = _Staging(n, self.num_classes, self.device)
-        self._rescore_stage = _Staging(n, self.num_classes, self.device)
-        self.fresh = torch.zeros(n, dtype=torch.int64, device=self.device)  # (N,)
-        self.corrected_since = torch.full((n,), -1, dtype=torch.int64, device=self.device)
+    @classmethod
+    def check(cls, o) -> list[str]:
+        p: list[str] = []
+        expect(p, "lam", o["lam"], 0.0 <= o["lam"] <= 1.0, "a value in [0, 1]")
+        expect(p, "tau", o["tau"], -1.0 <= o["tau"] <= 1.0, "a value in [-1, 1] (Δp is a difference)")
+        for name in ("t", "agree", "rescore_every"):
+            expect(p, name, o[name], int(o[name]) == o[name] and o[name] >= 1, "an integer >= 1")
+        for name in ("warmup_epochs", "expire_after"):
+            expect(p, name, o[name], int(o[name]) == o[name] and o[name] >= 0, "an integer >= 0")
+        for name in ("rank_margin", "rank_ratio"):
+            expect(p, name, o[name], 0.0 < o[name] < 1.0, "a value in (0, 1)")
+        expect(p, "teacher_epochs", o["teacher_epochs"], o["teacher_epochs"] > 0, "a positive number")
+        rejoin = o["lam"] if o["rejoin"] is None else o["rejoin"]
+        expect(p, "rejoin", o["rejoin"], o["lam"] <= rejoin <= 2.0, f"None or a value in [lam={o['lam']}, 2]")
+        return p
+
+    @classmethod
+    def schedule_problems(cls, o, *, epochs: int, dataset: str) -> list[str]:
+        if (o["cgp"] or o["fgc"]) and 0 < epochs <= o["warmup_epochs"]:
+            return [
+                f"purify.warmup_epochs ({o['warmup_epochs']}) >= optim.epochs ({epochs}): "
+                "no purification decision would ever be taken"
+            ]
+        return []
+
+    def setup(self) -> None:
+        o = self.options
+        self.lam, self.tau, self.t, self.agree = float(o["lam"]), float(o["tau"]), int(o["t"]), int(o["agree"])
+        self.warmup_epochs = int(o["warmup_epochs"])
+        self.rejoin = float(o["lam"] if o["rejoin"] is None else o["rejoin"])
+        self.cgp, self.fgc = bool(o["cgp"]), bool(o["fgc"])
+        n = self.num_samples
+        self.fresh = torch.zeros(n, dtype=torch.int64, device=self.device)  # (N,) records since reset
+        self.corrected_since = torch.full((n,), -1, dtype=torch.int64, device=self.device)  # (N,)
         self.held_out = torch.zeros(n, dtype=torch.bool, device=self.device)  # (N,)
-        self.epoch = 0  # epochs ended so far
-        self.keep_mask = torch.ones(n, dtype=torch.bool)  # (N,) CPU
-        self.current_labels = self.labels.clone()  # (N,) CPU
-        self._current_dev = self._labels_dev.clone()
-        self.ledger = Ledger(labels=self.labels.numpy().copy()) if keep_ledger else None
+        self.teacher: EmaTeacher | None = None
+
+    @property
+    def window(self) -> int:
+        return max(int(self.options["t"]), int(self.options["agree"]))
+
+    @property
+    def weight_branch(self) -> bool:
+        return bool(self.options["cgp"] or self.options["fgc"])
+
+    @property
+    def train_records(self) -> bool:
+        return not self.options["teacher"]
 
     @property
     def deciding(self) -> bool:
         """Whether the epoch that has just ended took (or will take) decisions."""
         return self.epoch >= self.warmup_epochs and (self.cgp or self.fgc)
 
+    def bind(self, model: nn.Module) -> None:
+        super().bind(model)
+        if self.options["teacher"]:
+            self.teacher = EmaTeacher(model, time_constant_epochs=self.options["teacher_epochs"])
+
     def extra_loss(self, weights: torch.Tensor | None) -> torch.Tensor | float:
-        """Loss term to add to the weighted cross-entropy: rank regularisation after warm-up."""
-        if not self.rank_reg or weights is None or self.epoch < self.warmup_epochs:
+        """Rank regularisation of the batch's weights after warm-up (``rank_reg``)."""
+        if not self.options["rank_reg"] or weights is None or self.epoch < self.warmup_epochs:
             return 0.0
-        return rank_regularization(weights, margin=self.rank_margin, ratio=self.rank_ratio)
+        o = self.options
+        return rank_regularization(weights, margin=o["rank_margin"], ratio=o["rank_ratio"])
 
-    def record(
-        self,
-        indices,
-        logits: torch.Tensor,
-        weights: torch.Tensor | None = None,
-        *,
-        rescore: bool = False,
-    ) -> None:
-        """Record one batch: ``indices (B,)``, ``logits (B, K)`` (unweighted), ``weights (B,)``
-        or ``None`` (treated as 1).
+    def on_step(self) -> None:
+        if self.teacher is not None:
+            self.teacher.step(self._bound_model(), self.epoch)
 
-        ``rescore=True`` marks the end-of-epoch no-grad pass (:meth:`TrainingHooks.record_rescored`).
-        The last record of a sample in an epoch wins.
-        """
-        idx, probs, w = self._batch_records(indices, logits, weights)  # (B,), (B, K), (B,)
-        stage = self._rescore_stage if rescore else self._train_stage
-        stage.put(idx, probs, w)
+    def score_batch(self, inputs):
+        if self.teacher is not None:
+            return self.teacher(inputs)
+        return super().score_batch(inputs)
 
-    def combine_staged(self, reduce) -> None:
-        """Combine this epoch's records (training pass and re-scoring) across the processes of
-        a distributed run, before :meth:`end_epoch`; ``reduce`` sums a tensor over the
-        processes (see :meth:`Purifier.combine_staged <d2sp.purify.purifier.Purifier.combine_staged>`)."""
-        for stage in (self._train_stage, self._rescore_stage):
-            reduce_staged({"probs": stage.probs, "weight": stage.weight}, stage.seen, reduce)
+    def modules(self) -> list[nn.Module]:
+        return [] if self.teacher is None else [self.teacher.model]
 
-    def _commit_records(self) -> torch.Tensor:
-        """Push this epoch's records into the history; returns the ``(N,)`` recorded mask."""
-        rescored = self._rescore_stage
-        if self.teacher and bool(rescored.seen.any()):
-            stage = rescored
-        else:  # no teacher, or the loop does not re-score: the training pass decides
-            stage = self._train_stage
-            stage.put(*self._rescored_items())
-        seen = stage.seen.clone()
-        idx = seen.nonzero().squeeze(1)  # (M,)
-        probs = stage.probs[idx]  # (M, K)
-        p_pred, pred = probs.max(dim=1)  # (M,), (M,)
-        p_label = probs.gather(1, self._labels_dev[idx].unsqueeze(1)).squeeze(1)  # (M,)
-        self.history.push(idx, weight=stage.weight[idx], pred=pred, p_pred=p_pred, p_label=p_label)
-        for s in (self._train_stage, self._rescore_stage):
-            s.seen.zero_()
-        return seen
+    def rescore_indices(self) -> np.ndarray:
+        """With the teacher, the pruned samples and the kept ones whose turn it is; else the
+        pruned ones."""
+        if not self.options["teacher"]:
+            return self.pruned_indices()
+        turn = rescore_turn(self.num_samples, self.epoch, self.options["rescore_every"])
+        return np.flatnonzero(turn | ~self.keep_mask.numpy())
 
-    def _rescored_items(self):
-        """Re-scored records (the pruned samples' revisit) to lay over the training pass."""
-        r = self._rescore_stage
-        idx = r.seen.nonzero().squeeze(1)  # (M,)
-        return idx, r.probs[idx], r.weight[idx]
-
-    def end_epoch(self) -> dict[str, int]:
-        """Commit the epoch's records, recompute the kept set and labels, log the ledger.
-
-        Returns counts for the epoch just ended: ``recorded``, ``kept``, ``pruned``,
-        ``corrected``, ``undecided``.
-        """
-        h = self.history
-        seen = self._commit_records()
+    def decide(self, seen: torch.Tensor) -> Decision:
+        r, y = self.records, self._labels_dev
         self.fresh[seen] += 1
-        self.epoch += 1
-        y = self._labels_dev
-        decided = h.count >= self.t  # (N,)
-        score = window_mean(h.weight * h.p_pred, h.count, self.t)  # (N,)
-        cls = y if self.class_relative else torch.zeros_like(y)  # (N,)
+        decided = r.count >= self.t  # (N,)
+        score = window_mean(r.weight * r.p_pred, r.count, self.t)  # (N,)
+        cls = y if self.options["class_relative"] else torch.zeros_like(y)  # (N,)
         was_pruned = ~self.keep_mask.to(self.device) & ~self.held_out  # (N,) by CGP
         lam = torch.where(was_pruned, self.rejoin, self.lam)  # (N,) hysteresis
         keep, _ = class_relative_pruning(
             torch.nan_to_num(score), cls, decided, lam=lam, num_classes=self.num_classes
         )
-        if not self.cgp:
+        if not (self.cgp and self.deciding):
             keep = torch.ones_like(keep)
         if not self.deciding:
-            keep = torch.ones_like(keep)
             decided = torch.zeros_like(decided)
         # a correction needs `agree` records taken while kept: a sample pruned in this epoch
         # (or still pruned) starts counting again
         self.fresh[~keep | was_pruned] = 0
         correct, target, delta_p = agreeing_correction(
-            h.pred, h.p_pred, h.p_label, self.fresh, y, keep, agree=self.agree, tau=self.tau
+            r.pred, r.p_pred, r.p_label, self.fresh, y, keep, agree=self.agree, tau=self.tau
         )
         if not (self.fgc and self.deciding):
             correct = torch.zeros_like(correct)
-        # corrections that lapse go back to y and are held out until re-earned
+        correct = self._expire(correct)
+        self.corrected_since = torch.where(
+            correct & (self.corrected_since < 0), torch.full_like(self.corrected_since, self.epoch),
+            torch.where(correct, self.corrected_since, torch.full_like(self.corrected_since, -1)),
+        )  # fmt: skip
+        labels = torch.where(correct, target, y)  # (N,)
+        keep = keep & ~self.held_out
+        return Decision(keep=keep, labels=labels, decided=decided, score=score, delta_p=delta_p)
+
+    def _expire(self, correct: torch.Tensor) -> torch.Tensor:
+        """Corrections in force ``expire_after`` epochs lapse: held out until re-earned."""
         lapse = expired_corrections(
-            self.corrected_since, self.epoch, expire_after=self.expire_after
+            self.corrected_since, self.epoch, expire_after=self.options["expire_after"]
         )
         self.fresh[lapse] = 0
         self.held_out = (self.held_out | lapse) & (self.fresh < self.agree)
-        correct = correct & ~self.held_out
-        target = torch.where(correct, target, y)  # (N,)
-        start = correct & ((self.corrected_since < 0) | lapse)
-        since = torch.where(
-            start, torch.full_like(self.corrected_since, self.epoch), self.corrected_since
-        )
-        self.corrected_since = torch.where(correct, since, torch.full_like(since, -1))
-        keep = keep & ~self.held_out
-        self._current_dev = target.clone()
-        self.keep_mask = keep.cpu()
-        self.current_labels = target.cpu()
-        state = state_codes(decided, keep, correct)
-        if self.ledger is not None:
-            self.ledger.append(
-                **epoch_records(seen, {f: getattr(self.history, f)[:, 0] for f in FIELDS}),
-                score=score.cpu().numpy().astype(np.float32),
-                delta_p=delta_p.cpu().numpy().astype(np.float32),
-                state=state.cpu().numpy(),
-                label=target.cpu().numpy().astype(np.int16),
-            )
-        return count_states(state, seen)
+        self.corrected_since[lapse] = -1  # a correction earned again starts a new period
+        return correct & ~self.held_out
 
-    def rescore_indices(self) -> np.ndarray:
-        """Indices to score without gradient at the end of this epoch, int64: with the
-        teacher, the pruned samples and the kept ones whose turn it is; else the pruned."""
-        if not self.teacher:
-            return self.pruned_indices()
-        turn = rescore_turn(self.num_samples, self.epoch, self.rescore_every)
-        return np.flatnonzero(turn | ~self.keep_mask.numpy())
+    def mode_state_dict(self) -> dict:
+        return {
+            "fresh": self.fresh.cpu(),
+            "corrected_since": self.corrected_since.cpu(),
+            "held_out": self.held_out.cpu(),
+            "teacher": None if self.teacher is None else self.teacher.state_dict(),
+        }
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state.update(
-            fresh=self.fresh.cpu(),
-            corrected_since=self.corrected_since.cpu(),
-            held_out=self.held_out.cpu(),
-        )
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_mode_state_dict(self, state: dict) -> None:
         self.fresh = state["fresh"].to(self.device).long()
         self.corrected_since = state["corrected_since"].to(self.device).long()
         self.held_out = state["held_out"].to(self.device).bool()
-
-
-# ---- the loop hooks -----------------------------------------------------------------------
-
-
-class EmaTeacher:
-    """An exponential moving average of a model's parameters (buffers copied), in eval mode.
-
-    The per-step decay follows a time constant in epochs once the number of steps per epoch
-    is known, ``1 − 1 / (epochs · steps)``, and ramps up to it as ``(1 + s) / (10 + s)``
-    after ``s`` steps so that the random initialisation is forgotten fast.
-    """
-
-    def __init__(self, model: nn.Module, *, time_constant_epochs: float = 2.0):
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.time_constant_epochs = float(time_constant_epochs)
-        self.steps = 0
-        self.steps_per_epoch: int | None = None
-
-    def decay(self) -> float:
-        ramp = (1.0 + self.steps) / (10.0 + self.steps)
-        if self.steps_per_epoch is None:
-            return ramp
-        return min(ramp, 1.0 - 1.0 / max(1.0, self.time_constant_epochs * self.steps_per_epoch))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = self.decay()
-        for pt, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            pt.lerp_(p.detach(), 1.0 - d)
-        for bt, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            bt.copy_(b)
-        self.steps += 1
-
-    @torch.no_grad()
-    def __call__(self, *args, **kwargs):
-        self.model.eval()
-        return self.model(*args, **kwargs)
-
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "steps": self.steps,
-            "steps_per_epoch": self.steps_per_epoch,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.steps = int(state["steps"])
-        self.steps_per_epoch = state["steps_per_epoch"]
-
-
-class TrainingHooks:
-    """What a training loop calls besides the purifier, for either mode.
-
-    - ``loss = loss + hooks.extra_loss(w)`` (rank regularisation; 0 for ``paper``);
-    - ``hooks.after_step()`` after each ``optimizer.step()`` (EMA teacher update);
-    - before ``purifier.end_epoch()``, for batches over ``hooks.rescore_indices()``
-      (un-augmented, test-time views): ``hooks.record_rescored(idx, *hooks.scorer(x))``.
-      ``scorer`` is the teacher, or the model in eval mode; for ``paper`` the indices are
-      the pruned ones, exactly the paper's revisit.
-    """
-
-    def __init__(self, purifier, model: nn.Module):
-        self.purifier = purifier
-        self.model = model
-        use_teacher = isinstance(purifier, ImprovedPurifier) and purifier.teacher
-        self.teacher = (
-            EmaTeacher(model, time_constant_epochs=purifier.teacher_epochs) if use_teacher else None
-        )
-        self._epoch_seen = getattr(purifier, "epoch", 0)
-        self._steps_this_epoch = 0
-
-    def extra_loss(self, weights: torch.Tensor | None) -> torch.Tensor | float:
-        fn = getattr(self.purifier, "extra_loss", None)
-        return fn(weights) if fn is not None else 0.0
-
-    def after_step(self) -> None:
-        if self.teacher is None:
-            return
-        epoch = self.purifier.epoch
-        if epoch != self._epoch_seen:
-            if self.teacher.steps_per_epoch is None and self._steps_this_epoch:
-                self.teacher.steps_per_epoch = self._steps_this_epoch
-            self._epoch_seen, self._steps_this_epoch = epoch, 0
-        self._steps_this_epoch += 1
-        self.teacher.update(self.model)
-
-    def rescore_indices(self) -> np.ndarray:
-        fn = getattr(self.purifier, "rescore_indices", None)
-        return fn() if fn is not None else self.purifier.pruned_indices()
-
-    def record_rescored(self, indices, logits: torch.Tensor, weights=None) -> None:
-        if isinstance(self.purifier, ImprovedPurifier):
-            self.purifier.record(indices, logits, weights, rescore=True)
-        else:
-            self.purifier.record(indices, logits, weights)
-
-    @torch.no_grad()
-    def scorer(self, *args, **kwargs):
-        """Score a batch: the teacher, or the model in eval mode (its mode is restored)."""
-        if self.teacher is not None:
-            return self.teacher(*args, **kwargs)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self.model(*args, **kwargs)
-        finally:
-            self.model.train(was_training)
-
-    def state_dict(self) -> dict:
-        return {"teacher": None if self.teacher is None else self.teacher.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
         if self.teacher is not None and state.get("teacher") is not None:
             self.teacher.load_state_dict(state["teacher"])
-
-
-def training_hooks(purifier, model: nn.Module) -> TrainingHooks:
-    """The loop hooks for ``purifier`` (either mode) and ``model``; see :class:`TrainingHooks`."""
-    return TrainingHooks(purifier, model)

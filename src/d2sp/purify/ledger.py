@@ -61,7 +61,10 @@ class Ledger:
     labels: np.ndarray  # (N,) original annotation
     rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    COLUMNS = ("weight", "pred", "p_pred", "p_label", "score", "delta_p", "state", "label")
+    COLUMNS = (
+        "weight", "pred", "p_pred", "p_label", "score", "delta_p", "state", "label",
+        "suspicion", "suggested",
+    )  # fmt: skip
 
     def append(self, **arrays: np.ndarray) -> None:
         """Add one epoch; each keyword is an ``(N,)`` array named in ``COLUMNS``."""
@@ -104,8 +107,15 @@ class Ledger:
 
     @classmethod
     def load(cls, path: str | Path) -> Ledger:
+        """Read a ledger written by :meth:`save` (one without suspicion columns, from an
+        older version, gets NaN scores and its labels as the suggestions)."""
         with np.load(path) as data:
             ledger = cls(labels=data["labels"])
             for c in cls.COLUMNS:
-                ledger.rows[c] = list(data[c])
+                if c in data:
+                    ledger.rows[c] = list(data[c])
+            epochs = ledger.num_epochs
+            if "suspicion" not in data:
+                ledger.rows["suspicion"] = [np.full(len(ledger.labels), np.nan, np.float32)] * epochs
+                ledger.rows["suggested"] = list(data["label"])
         return ledger

@@ -1,0 +1,65 @@
+"""``d2sp train``: one run, its folder holding the config, metrics, ledger and checkpoints.
+
+    d2sp train -c dfew --root /data/DFEW --fold 1 --model r18_lstm
+    d2sp train -c demo purify.mode=d2sp+ optim.epochs=20
+    d2sp train --resume runs/dfew
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from d2sp.commands.common import console, fail, resolve_config
+from d2sp.config import ConfigError, load_config
+
+
+def train(
+    overrides: list[str] = typer.Argument(None, help="Config overrides such as purify.lam=0.7"),
+    config: str = typer.Option(None, "--config", "-c", help="YAML file or packaged name"),
+    dataset: str = typer.Option(None, help="Dataset name (data.dataset)"),
+    root: str = typer.Option(None, help="Dataset root folder (data.root)"),
+    fold: int = typer.Option(None, help="Fold for datasets that have them (data.fold)"),
+    model: str = typer.Option(None, help="Backbone name (model.name)"),
+    pretrained: str = typer.Option(None, help="State dict for the frame encoder"),
+    epochs: int = typer.Option(None, help="optim.epochs"),
+    name: str = typer.Option(None, help="Run name (folder under out_dir)"),
+    out_dir: str = typer.Option(None, help="Folder holding run folders"),
+    skip_bad: bool = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad samples"),
+    resume: str = typer.Option(None, help="Continue the run in this folder from last.pt"),
+    no_progress: bool = typer.Option(False, help="No progress bars"),
+) -> None:
+    """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
+    from d2sp.training import train as run_training
+
+    flags = {
+        "data.dataset": dataset,
+        "data.root": root,
+        "data.fold": fold,
+        "model.name": model,
+        "model.pretrained": pretrained,
+        "optim.epochs": epochs,
+        "name": name,
+        "out_dir": out_dir,
+        "data.skip_bad": None if skip_bad is None else str(skip_bad).lower(),
+    }
+    try:
+        if resume is not None:
+            run_dir = Path(resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+            cfg = load_config(run_dir / "config.yaml", overrides)
+            result = run_training(
+                cfg, run_dir=run_dir, resume=True, progress=not no_progress, console=console
+            )
+        else:
+            cfg = resolve_config(config, overrides, flags)
+            result = run_training(cfg, progress=not no_progress, console=console)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        fail(str(e))
+    console.print(
+        f"[bold]{cfg.name}[/]: WAR {100 * result.war:.2f}  UAR {100 * result.uar:.2f}  "
+        f"(best WAR {100 * result.best_war:.2f} at epoch {result.best_epoch})  "
+        f"pruned {result.pruned}  corrected {result.corrected}  -> {result.run_dir}"
+    )

@@ -1,0 +1,77 @@
+"""An exponential-moving-average teacher of the model being trained, owned by a purifier mode.
+
+A teacher scores samples without gradient from parameters averaged over the last epochs,
+which are steadier than the model's own at any one step (used by ``d2sp+``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EmaTeacher:
+    """An exponential moving average of a model's parameters (buffers copied), in eval mode.
+
+    The per-step decay follows a time constant in epochs once the number of steps per epoch
+    is known, ``1 − 1 / (epochs · steps)``, and ramps up to it as ``(1 + s) / (10 + s)``
+    after ``s`` steps so that the random initialisation is forgotten fast.
+    """
+
+    def __init__(self, model: nn.Module, *, time_constant_epochs: float = 2.0):
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.time_constant_epochs = float(time_constant_epochs)
+        self.steps = 0
+        self.steps_per_epoch: int | None = None  # learnt from the first full epoch
+        self._epoch_seen = 0
+        self._steps_this_epoch = 0
+
+    def decay(self) -> float:
+        ramp = (1.0 + self.steps) / (10.0 + self.steps)
+        if self.steps_per_epoch is None:
+            return ramp
+        return min(ramp, 1.0 - 1.0 / max(1.0, self.time_constant_epochs * self.steps_per_epoch))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = self.decay()
+        for pt, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            pt.lerp_(p.detach(), 1.0 - d)
+        for bt, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            bt.copy_(b)
+        self.steps += 1
+
+    def step(self, model: nn.Module, epoch: int) -> None:
+        """One optimiser step of ``model`` was taken during epoch ``epoch`` (0-based count of
+        epochs ended): follow it, learning the steps per epoch on the way."""
+        if epoch != self._epoch_seen:
+            if self.steps_per_epoch is None and self._steps_this_epoch:
+                self.steps_per_epoch = self._steps_this_epoch
+            self._epoch_seen, self._steps_this_epoch = epoch, 0
+        self._steps_this_epoch += 1
+        self.update(model)
+
+    @torch.no_grad()
+    def __call__(self, *args, **kwargs):
+        self.model.eval()
+        return self.model(*args, **kwargs)
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "steps": self.steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch_seen": self._epoch_seen,
+            "steps_this_epoch": self._steps_this_epoch,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.steps = int(state["steps"])
+        self.steps_per_epoch = state["steps_per_epoch"]
+        self._epoch_seen = int(state["epoch_seen"])
+        self._steps_this_epoch = int(state["steps_this_epoch"])

@@ -1,0 +1,72 @@
+"""Checks of a run config before anything starts, and the errors the trainer stops with."""
+
+from __future__ import annotations
+
+from d2sp.config import RunConfig
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class PurificationGuardError(RuntimeError):
+    """Purification removed more than the config allows and ``stop_on_overprune`` is set."""
+
+
+def purifier_options(cfg: RunConfig) -> dict:
+    """The purifier options a config sets: ``purify.options`` plus the named keys that are
+    not left empty (a mode's own defaults fill the rest)."""
+    p = cfg.purify
+    return {**p.options, **{k: getattr(p, k) for k in _NAMED if getattr(p, k) is not None}}
+
+
+_NAMED = ("lam", "tau", "t", "warmup_epochs", "score", "cgp", "fgc", "revisit_pruned")
+
+
+def _purify_problems(cfg: RunConfig) -> list[str]:
+    from d2sp.purify import OptionError, purifier_class
+
+    try:
+        cls = purifier_class(cfg.purify.mode)
+    except ValueError as e:
+        return [str(e)]
+    try:
+        options = cls.resolve(purifier_options(cfg))
+    except OptionError as e:  # each problem named by its config key
+        named = set(_NAMED) - set(cfg.purify.options)
+        return [
+            f"purify.{'' if p.split(':')[0] in named else 'options.'}{p}" for p in e.problems
+        ]
+    return cls.schedule_problems(options, epochs=cfg.optim.epochs, dataset=cfg.data.dataset)
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Refuse a config that makes no sense before anything starts (ValueError naming every
+    problem): unknown backbone, dataset or purification mode, options the mode does not take
+    or refuses, a schedule on which the mode can never decide, senseless optimiser or data
+    settings."""
+    from d2sp.data.registry import list_datasets
+    from d2sp.models import list_backbones
+
+    o, problems = cfg.optim, []
+    if cfg.model.name not in list_backbones():
+        problems.append(
+            f"model.name: unknown backbone {cfg.model.name!r}; known: {', '.join(list_backbones())}"
+        )
+    if cfg.data.dataset not in list_datasets():
+        problems.append(
+            f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(list_datasets())}"
+        )
+    problems += _purify_problems(cfg)
+    if o.epochs < 0 or o.batch_size < 1 or o.lr <= 0:
+        problems.append(
+            f"optim: expected epochs >= 0, batch_size >= 1 and lr > 0, got "
+            f"{o.epochs}, {o.batch_size}, {o.lr}"
+        )
+    if cfg.data.num_frames < 1 or cfg.data.size < 8:
+        problems.append(
+            f"data: expected num_frames >= 1 and size >= 8, got {cfg.data.num_frames}, "
+            f"{cfg.data.size}"
+        )
+    if problems:
+        raise ValueError("config refused:\n  " + "\n  ".join(problems))

@@ -1,0 +1,97 @@
+"""One epoch of a run: training on the purifier's samples, then re-scoring without gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from d2sp.training.build import Run
+from d2sp.training.checks import NonFiniteLossError
+from d2sp.training.loaders import make_loader, to_inputs
+from d2sp.training.replicas import loss_share, reduce_epoch_stats
+
+
+@dataclass
+class EpochStats:
+    """Training figures of one epoch (over every process)."""
+
+    loss: float
+    train_acc: float
+    trained: int
+
+
+def train_loader(run: Run, epoch: int, indices: np.ndarray):
+    """Shuffled batches of ``indices`` for ``epoch`` (every process takes part in every step)."""
+    cfg = run.cfg
+    return make_loader(
+        run.train_ds,
+        indices,
+        batch_size=cfg.optim.batch_size,
+        shuffle=True,
+        seed=cfg.seed * 1000 + epoch,
+        workers=cfg.data.workers,
+        drop_last=len(indices) > cfg.optim.batch_size,
+        info=run.info,
+        pad_empty=True,
+    )
+
+
+def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> EpochStats:
+    """Train the model one pass over ``loader`` with the purifier's labels and loss.
+
+    The first non-finite loss is tracked on the device (no synchronisation per step) and
+    raises :class:`NonFiniteLossError` naming the epoch and batch at the end of the pass.
+    """
+    model, purifier, device = run.model, run.purifier, run.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    seen = 0
+    for step, (clips, _, idx) in enumerate(loader):
+        mine, total = loader.batch_sampler.share_sizes(step)  # samples here, in all
+        with run.autocast():
+            logits, w = run.net(to_inputs(clips, model, device))  # (B, K), (B,) or None
+        loss = purifier.loss(
+            logits, w, idx, label_smoothing=run.cfg.optim.label_smoothing, record=mine > 0
+        )  # (a stand-in for an empty share is not recorded)
+        bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
+        first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss_share(loss, mine, total).backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        purifier.after_step()
+        if mine:
+            labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += len(idx)
+        on_step()
+    first_bad, loss_sum, correct, seen = reduce_epoch_stats(first_bad, loss_sum, correct, seen, device)
+    if int(first_bad) >= 0:
+        raise NonFiniteLossError(
+            f"loss became NaN or infinite at epoch {epoch + 1}, batch {int(first_bad) + 1}: "
+            f"stopped; the last good checkpoint is {run.run_dir / 'last.pt'} (lower optim.lr?)"
+        )
+    return EpochStats(float(loss_sum) / max(1, seen), float(correct) / max(1, seen), seen)
+
+
+@torch.no_grad()
+def rescore(run: Run) -> None:
+    """Score the purifier's :meth:`rescore_indices` on its views, without gradient (each
+    process scores its share)."""
+    indices = run.purifier.rescore_indices()
+    if not len(indices):
+        return
+    cfg = run.cfg
+    loader = make_loader(
+        run.rescore_dataset(), np.asarray(indices), batch_size=cfg.optim.batch_size,
+        shuffle=False, seed=cfg.seed, workers=cfg.data.workers, info=run.info,
+    )  # fmt: skip
+    for clips, _, idx in loader:
+        with run.autocast():
+            run.purifier.rescore(idx, to_inputs(clips, run.model, run.device))

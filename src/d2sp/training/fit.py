@@ -1,0 +1,210 @@
+"""The trainer: one run of backbone + head + purifier, with a run folder.
+
+The run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
+object per epoch), ``ledger.npz`` (every sample's record and state per epoch),
+``last.pt`` and ``best.pt`` checkpoints (each with the config) and ``summary.json``.
+
+Started by ``torchrun`` (``WORLD_SIZE > 1``), one run trains on every process with
+DistributedDataParallel: ``optim.batch_size`` stays the global batch, each process trains
+and records its share of every batch, the purifier's records are combined at the end of
+each epoch so that every process takes the same decisions (:mod:`d2sp.training.replicas`),
+and only rank 0 writes files and prints.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from d2sp.config import PurifyConfig, RunConfig
+from d2sp.distributed import (
+    broadcast_object,
+    check_batch_size,
+    distributed_session,
+    launch_info,
+    process_device,
+)
+from d2sp.metrics import war_uar
+from d2sp.training.build import Run, build_run
+from d2sp.training.callbacks import (
+    Callback,
+    ConsoleLines,
+    ProgressBar,
+    PurificationGuard,
+    RunFolderWriter,
+)
+from d2sp.training.checkpoint import restore_checkpoint, resume_source
+from d2sp.training.checks import validate_config
+from d2sp.training.epoch import rescore, train_epoch, train_loader
+from d2sp.training.evaluate import evaluate, heldout_probabilities
+from d2sp.training.loaders import make_loader, seed_everything
+from d2sp.training.replicas import align_replicas, check_decisions, records_reduce
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports; the same figures are in ``summary.json``."""
+
+    run_dir: Path
+    war: float
+    uar: float
+    best_war: float
+    best_uar: float
+    best_epoch: int
+    pruned: int
+    corrected: int
+    purifier: object  # the run's Purifier
+    class_names: tuple[str, ...]
+    seconds: float
+    model: torch.nn.Module | None = None  # the final model (not the best one)
+    heldout_probs: np.ndarray | None = None  # (M, K) with train(heldout=...)
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+    subset: np.ndarray | None = None,
+    heldout: np.ndarray | None = None,
+) -> RunResult:
+    """Train one run as configured; returns its :class:`RunResult`.
+
+    With ``resume=True`` the run continues from ``run_dir/last.pt`` (model, optimizer,
+    scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would.
+    A mode that decides its training set before training (``cleanlab``, ``oracle``) does so
+    first (:meth:`d2sp.purify.Purifier.select`). ``subset`` (``(N,)`` bool) trains a plain
+    model on those training samples only, and ``heldout`` (``(M,)`` indices) then also
+    returns its probabilities on those samples (cross-validation).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this with the same config:
+    the process group is opened here (and closed on the way out), each process trains its
+    share of every global batch of ``optim.batch_size``, and only rank 0 writes the run
+    folder and prints; every process returns the same result.
+    """
+    console = console or Console()
+    validate_config(cfg)
+    info = launch_info()
+    check_batch_size(cfg.optim.batch_size, info.world_size)
+    device = process_device(cfg.device, info)
+    with distributed_session(device, info):
+        if not info.is_main:
+            console, progress = Console(quiet=True), False
+        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
+        return _train(cfg, info, device, run_dir, resume, progress, console, subset, heldout)
+
+
+def _train(cfg, info, device, run_dir, resume, progress, console, subset, heldout) -> RunResult:
+    """The body of :func:`train`, on one process of ``info``'s world."""
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    source = resume_source(run_dir) if resume else None
+    source = broadcast_object(source)  # rank 0's view of the folder
+    extra = None if subset is None else {"keep": np.asarray(subset, dtype=bool)}
+    run = build_run(
+        cfg, info, device, run_dir, console, progress=progress,
+        heldout_probs=_cross_validation(cfg, progress, console), extra_options=extra,
+    )  # fmt: skip
+    best, last, start_epoch = {"war": -1.0, "uar": 0.0, "epoch": 0}, {"war": 0.0, "uar": 0.0}, 0
+    if source is not None:
+        start_epoch, best, last = restore_checkpoint(run, source)
+    bar = ProgressBar(run, progress)
+    callbacks: list[Callback] = [bar, ConsoleLines(progress), PurificationGuard()]
+    if info.is_main:
+        callbacks.append(RunFolderWriter())
+    try:
+        last, best = fit(run, callbacks, start_epoch, best, last)
+    finally:
+        bar.stop()
+    return _finish(run, callbacks, last, best, time.perf_counter() - start, heldout)
+
+
+def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last: dict):
+    """The epochs of a run from ``start_epoch``; returns ``(last epoch's metrics, best)``."""
+    cfg, purifier = run.cfg, run.purifier
+    for cb in callbacks:
+        cb.on_run_start(run, start_epoch)
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        run.train_ds.set_epoch(epoch)
+        indices = purifier.train_indices()
+        loader = train_loader(run, epoch, indices) if len(indices) else []
+        for cb in callbacks:
+            cb.on_epoch_start(run, epoch, len(loader))
+        stats = train_epoch(run, epoch, loader, lambda: [cb.on_step() for cb in callbacks])
+        align_replicas(run.model, purifier.modules())
+        rescore(run)
+        counts = purifier.end_epoch(reduce=records_reduce())
+        check_decisions(purifier.keep_mask, purifier.current_labels)
+        for cb in callbacks:
+            cb.on_decision(run, epoch, counts)
+        cm, _ = evaluate(run.model, run.test_loader, run.device, run.autocast)
+        war, uar = war_uar(cm)
+        last = {
+            "epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"], "loss": stats.loss,
+            "train_acc": stats.train_acc, "trained": stats.trained, "war": war, "uar": uar,
+            **counts, "seconds": time.perf_counter() - t0, "confusion": cm.tolist(),
+        }  # fmt: skip
+        improved = war > best["war"]
+        if improved:
+            best = {"war": war, "uar": uar, "epoch": epoch + 1}
+        for cb in callbacks:
+            cb.on_epoch_end(run, last, best, improved)
+    return last, best
+
+
+def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout) -> RunResult:
+    final = run.purifier.ledger.final_counts() if run.purifier.ledger is not None else {}
+    summary = {
+        "war": last["war"], "uar": last["uar"], "best_war": best["war"], "best_uar": best["uar"],
+        "best_epoch": best["epoch"], "pruned": final.get("pruned", 0),
+        "corrected": final.get("corrected", 0), "train_samples": len(run.train_ds),
+        "test_samples": len(run.test_ds),
+        "skipped": len(run.train_split.skipped) + len(run.test_split.skipped), "seconds": seconds,
+    }  # fmt: skip
+    for cb in callbacks:
+        cb.on_run_end(run, summary)
+    probs = None if heldout is None else _predict_heldout(run, np.asarray(heldout))
+    return RunResult(
+        run_dir=run.run_dir, war=last["war"], uar=last["uar"], best_war=best["war"],
+        best_uar=best["uar"], best_epoch=best["epoch"], pruned=summary["pruned"],
+        corrected=summary["corrected"], purifier=run.purifier, class_names=run.class_names,
+        seconds=seconds, model=run.model, heldout_probs=probs,
+    )  # fmt: skip
+
+
+def _predict_heldout(run: Run, heldout: np.ndarray) -> np.ndarray:
+    """``(M, K)`` softmax of the final model on un-augmented views of ``heldout`` samples."""
+    loader = make_loader(
+        run.eval_train_ds, heldout, batch_size=run.cfg.optim.batch_size, shuffle=False,
+        seed=run.cfg.seed, workers=run.cfg.data.workers, info=run.info,
+    )  # fmt: skip
+    row_of = {int(i): r for r, i in enumerate(heldout)}
+    return heldout_probabilities(run.model, loader, len(heldout), row_of, run.device, run.autocast)
+
+
+def _cross_validation(cfg: RunConfig, progress: bool, console: Console):
+    """The ``heldout_probs`` a selecting mode trains its fold models with: plain CE runs of
+    this config on a subset, each in its own resumable run folder."""
+
+    def heldout_probs(train_mask, heldout, *, run_dir: Path, seed: int, epochs: int) -> np.ndarray:
+        fold = copy.deepcopy(cfg)
+        fold.name, fold.seed = f"{cfg.name}-{Path(run_dir).name}", seed
+        fold.optim.epochs = epochs
+        fold.purify = dataclasses.replace(PurifyConfig(), mode="ce")
+        result = train(
+            fold, run_dir=run_dir, resume=resume_source(Path(run_dir)) is not None,
+            progress=progress, console=console, subset=train_mask, heldout=heldout,
+        )  # fmt: skip
+        return result.heldout_probs
+
+    return heldout_probs

@@ -1,0 +1,61 @@
+"""Batches for the trainer: this process's share of seeded global batches, and model inputs."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from d2sp.data.dataset import normalize_clips
+from d2sp.distributed import SINGLE, DistInfo, ShardedBatchSampler
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_loader(
+    dataset,
+    indices: np.ndarray | None,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    workers: int,
+    drop_last: bool = False,
+    info: DistInfo = SINGLE,
+    pad_empty: bool = False,
+) -> DataLoader:
+    """This process's batches over ``dataset`` (or its ``indices``): its share of global
+    batches of ``batch_size`` in one seeded order (:class:`ShardedBatchSampler`); every batch
+    is ``(clips (B, T, C, H, W) uint8, labels (B,), indices (B,))``."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(dataset) if indices is None else len(indices)
+    batches = ShardedBatchSampler(
+        n,
+        batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
+        shuffle=shuffle,
+        generator=gen,
+        drop_last=drop_last,
+        pad_empty=pad_empty,
+    )
+    return DataLoader(
+        Subset(dataset, indices.tolist()) if indices is not None else dataset,
+        batch_sampler=batches,
+        generator=gen,  # the loader draws its worker seed from it before the first batch
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def to_inputs(clips: torch.Tensor, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    """uint8 clips of a batch -> normalised clips ``(B, T, C, H, W)`` in the model's dtype."""
+    dtype = next(model.parameters()).dtype
+    return normalize_clips(clips.to(device, non_blocking=True), dtype)  # (B, T, C, H, W)

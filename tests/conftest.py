@@ -1,0 +1,36 @@
+"""Shared fixtures: one tiny SynthDFER for the whole session, and the tiny run configs."""
+
+import pytest
+
+from d2sp.config import load_config
+
+TINY_SYNTH = "{num_train: 48, num_test: 21, size: 32, min_frames: 4, max_frames: 8, workers: 1}"
+TINY_DATA = [
+    f"data.options={TINY_SYNTH}",
+    "data.num_frames=4",
+    "data.size=32",
+    "data.workers=0",
+    "model.options={width: 4, lstm_hidden: 16}",
+    "optim.epochs=3",
+    "optim.batch_size=8",
+]
+TINY = [*TINY_DATA, "purify.mode=paper", "purify.warmup_epochs=2", "purify.t=1", "purify.lam=0.0"]
+
+
+def tiny_config(tmp_path, synth_root, *extra):
+    """A 3-epoch run on the tiny SynthDFER: paper mode with a 2-epoch warm-up (t=1, λ=0) unless
+    ``extra`` names another ``purify.mode``, which then keeps its own defaults."""
+    modes = [e for e in extra if e.startswith("purify.mode=")]
+    base = TINY if not modes or modes[-1] == "purify.mode=paper" else TINY_DATA
+    return load_config(None, [*base, f"data.root={synth_root}", f"out_dir={tmp_path}", *extra])
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A tiny SynthDFER (48 training clips with noise and ground truth, 21 test clips),
+    generated once per session."""
+    from d2sp.data.splits import load_split
+
+    root = tmp_path_factory.mktemp("synth")
+    load_split(tiny_config(root, root).data, "train", progress=False)
+    return root
