@@ -11,7 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp.models import PretrainedUnavailableError, create_model, load_pretrained
+from d2sp.models import (
+    PretrainedDownloadError,
+    PretrainedUnavailableError,
+    create_model,
+    load_pretrained,
+)
 from d2sp.models.clip_vit import ClipVisionTransformer
 from d2sp.models.pretrained import frame_encoder_of
 from d2sp.models.resnet import resnet18
@@ -316,3 +321,18 @@ def test_clip_through_fake_open_clip(monkeypatch):
             **{**TINY_CLIP_BACKBONE, "arch": "ViT-L/14", "patch_size": 4},
         )
     assert calls == [("ViT-L-14", None, "meta", True)]
+
+
+def test_failed_download_is_a_clear_runtime_error(monkeypatch):
+    def create(name, pretrained=False):
+        if pretrained:
+            raise OSError("Name or service not known")
+        return vit("small", **TINY_VIT)
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create))
+    with pytest.raises(PretrainedDownloadError) as err:
+        create_model("vit_lstm", num_classes=K, lstm_hidden=8, pretrained="imagenet", **TINY_VIT)
+    msg = str(err.value)
+    assert msg.startswith("vit_lstm: imagenet weights (timm vit_small_patch16_224 (default))")
+    assert "OSError: Name or service not known" in msg and "model.pretrained" in msg
+    assert isinstance(err.value, RuntimeError)

@@ -8,7 +8,7 @@ Importing this package registers every shipped backbone:
 from d2sp.models import clip_vit, former_dfer, resnet, vgg, vit  # noqa: F401  (registration)
 from d2sp.models.finetune import parameter_groups
 from d2sp.models.pretrained import load_pretrained
-from d2sp.models.pretrained_sources import PretrainedUnavailableError
+from d2sp.models.pretrained_sources import PretrainedDownloadError, PretrainedUnavailableError
 from d2sp.models.registry import (
     BACKBONES,
     create_backbone,
@@ -24,6 +24,7 @@ __all__ = [
     "list_backbones",
     "load_pretrained",
     "parameter_groups",
+    "PretrainedDownloadError",
     "PretrainedUnavailableError",
     "register_backbone",
 ]

@@ -149,6 +149,7 @@ def load_pretrained(
             encoder, or ``strict`` and keys differ.
         PretrainedUnavailableError: (an ``ImportError`` and a ``RuntimeError``)
             ``"imagenet"``/``"clip"`` without the library installed or importable.
+        PretrainedDownloadError: (a ``RuntimeError``) the library failed to fetch them.
     """
     encoder = frame_encoder_of(backbone_or_model)
     target = encoder.state_dict()

@@ -42,6 +42,10 @@ class PretrainedUnavailableError(ImportError, RuntimeError):
     """The library that provides the requested weights is not installed or fails to import."""
 
 
+class PretrainedDownloadError(RuntimeError):
+    """The library could not fetch the weights (no network, hub error, corrupt cache)."""
+
+
 @dataclass(frozen=True)
 class Source:
     """Where published weights come from.
@@ -179,6 +183,7 @@ def fetch_state_dict(encoder: nn.Module, kind: str) -> tuple[str, dict[str, torc
     Raises:
         ValueError: no such weights for this encoder, or its shapes differ from theirs.
         PretrainedUnavailableError: the library is missing or broken.
+        PretrainedDownloadError: the library failed to fetch the weights.
     """
     src = source_for(encoder, kind)
     what = f"{kind} weights ({src.describe()})"
@@ -190,5 +195,12 @@ def fetch_state_dict(encoder: nn.Module, kind: str) -> tuple[str, dict[str, torc
     else:
         check_shapes(encoder, reference, what)
     log.info("fetching %s", what)
-    model = _BUILDERS[src.library](lib, src, True, "cpu")
+    try:
+        model = _BUILDERS[src.library](lib, src, True, "cpu")
+    except Exception as exc:
+        raise PretrainedDownloadError(
+            f"{what}: could not be fetched ({type(exc).__name__}: {exc}). Without internet "
+            "access, fetch them once on a machine that has it (the library caches them) and "
+            "copy its cache, or save the state dict and pass its path as model.pretrained"
+        ) from exc
     return what, {k: v.detach() for k, v in model.state_dict().items()}

@@ -83,6 +83,7 @@ def create_model(
             starts with the backbone name.
         PretrainedUnavailableError: (``ImportError`` and ``RuntimeError``) ``"imagenet"`` /
             ``"clip"`` without the library; the message names the backbone and the extra.
+        PretrainedDownloadError: (``RuntimeError``) the library failed to fetch the weights.
     """
     backbone = create_backbone(name, **backbone_kwargs)
     head = ClassifierHead(
@@ -95,9 +96,16 @@ def create_model(
     model = DFERModel(backbone, head)
     if pretrained is not None:
         from d2sp.models.pretrained import load_pretrained
+        from d2sp.models.pretrained_sources import (
+            PretrainedDownloadError,
+            PretrainedUnavailableError,
+        )
 
+        own = (ValueError, PretrainedUnavailableError, PretrainedDownloadError)
         try:
             load_pretrained(model, pretrained)
-        except (ValueError, ImportError) as exc:
+        except own as exc:
+            if type(exc) not in own:  # a library's subclass: re-raised as it is
+                raise
             raise type(exc)(f"{name}: {exc}") from exc
     return model
