@@ -73,7 +73,7 @@ def cases():
 
     ``make_reference(seed) -> (reference model, state dict to save)``.
     """
-    return torchvision_cases() + timm_cases() + open_clip_cases()
+    return torchvision_cases() + timm_cases() + timm_clip_cases() + open_clip_cases()
 
 
 def torchvision_cases():
@@ -108,7 +108,6 @@ def torchvision_cases():
 
 
 def timm_cases():
-    from d2sp.models.clip_vit import ClipVisionTransformer
     from d2sp.models.vit import vit
 
     out = []
@@ -149,6 +148,18 @@ def timm_cases():
             )
         )
 
+    except Exception as exc:
+        print(f"timm unavailable ({exc!r}): ViT checks skipped")
+    return out
+
+
+def timm_clip_cases():
+    from d2sp.models.clip_vit import ClipVisionTransformer
+
+    out = []
+    try:
+        import timm
+
         def timm_clip(img_size):  # timm's CLIP layout (names converted on load)
             def make(seed):
                 src = timm.create_model(
@@ -183,7 +194,7 @@ def timm_cases():
                 )
             )
     except Exception as exc:
-        print(f"timm unavailable ({exc!r}): ViT checks skipped")
+        print(f"timm unavailable ({exc!r}): CLIP (timm layout) checks skipped")
     return out
 
 

@@ -109,6 +109,29 @@ def _resample_vit_pos_embed(
     log.info("resampled pos_embed %s -> %s", tuple(old.shape), tuple(new.shape))
 
 
+def _match(
+    src: dict[str, torch.Tensor], target: dict[str, torch.Tensor], encoder: nn.Module, label: str
+) -> tuple[list[str], list[str], list[str]]:
+    """``(matched, missing, unexpected)`` keys; raises if nothing matches or a shape differs."""
+    matched = [k for k in src if k in target]
+    if not matched:
+        raise ValueError(
+            f"{label}: no parameter matched the {type(encoder).__name__} frame encoder "
+            f"(weights of another architecture?). Source keys: {_names(list(src))}; "
+            f"encoder keys: {_names(list(target))}"
+        )
+    for k in matched:
+        if src[k].shape != target[k].shape:
+            raise ValueError(
+                f"{label}: shape mismatch for {k!r}: source {tuple(src[k].shape)} vs "
+                f"encoder {tuple(target[k].shape)} (another architecture or width?)"
+            )
+    # the encoder's own classifier (if built) is deliberately left at its initialisation
+    missing = [k for k in target if k not in src and not _is_classifier_key(k, encoder)]
+    unexpected = [k for k in src if k not in target]
+    return matched, missing, unexpected
+
+
 def load_pretrained(
     backbone_or_model: nn.Module,
     source: str | PathLike | Mapping[str, torch.Tensor],
@@ -160,22 +183,7 @@ def load_pretrained(
     src = {k: v for k, v in src.items() if not _is_classifier_key(k, encoder)}
     _resample_vit_pos_embed(src, target, encoder, label)
 
-    matched = [k for k in src if k in target]
-    if not matched:
-        raise ValueError(
-            f"{label}: no parameter matched the {type(encoder).__name__} frame encoder "
-            f"(weights of another architecture?). Source keys: {_names(list(src))}; "
-            f"encoder keys: {_names(list(target))}"
-        )
-    for k in matched:
-        if src[k].shape != target[k].shape:
-            raise ValueError(
-                f"{label}: shape mismatch for {k!r}: source {tuple(src[k].shape)} vs "
-                f"encoder {tuple(target[k].shape)} (another architecture or width?)"
-            )
-    # the encoder's own classifier (if built) is deliberately left at its initialisation
-    missing = [k for k in target if k not in src and not _is_classifier_key(k, encoder)]
-    unexpected = [k for k in src if k not in target]
+    matched, missing, unexpected = _match(src, target, encoder, label)
     if strict and (missing or unexpected):
         raise ValueError(
             f"{label}: strict load failed: {len(missing)} missing ({_names(missing)}), "
