@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Check that torchvision / timm ImageNet state dicts load into d2sp's frame encoders and
-give the same per-frame features.
+"""Check that torchvision / timm / open_clip state dicts load into d2sp's frame encoders
+and give the same per-frame features.
 
-Needs torchvision and timm (no download: models are built with random weights, and their
-batch-norm statistics and affine parameters are randomised so that loading them matters).
-For each architecture: save the reference state dict, load it with strict key matching into
-our encoder (classifier skipped), and compare pooled features on the same random input in
-fp32, eval mode (TF32 off). Prints a Markdown table; exits 1 on any failure, 2 if neither
-torchvision nor timm is importable.
+Needs torchvision, timm and open_clip (no download: models are built with random weights,
+and their norm statistics and affine parameters are randomised so that loading them
+matters). For each architecture: save the reference state dict, load it with strict key
+matching into our encoder (classifier skipped), and compare per-frame features on the same
+random input in fp32, eval mode (TF32 off). A second table checks every entry of
+``d2sp.models.pretrained_sources.SOURCES`` (what ``pretrained="imagenet"`` / ``"clip"``
+fetch) against the installed library: the model name exists and its parameter shapes
+(built on the meta device, no download) fit our default-size encoder. Prints Markdown;
+exits 1 on any failure, 2 if none of the libraries is importable.
 
     python scripts/check_pretrained_parity.py [--device cuda] [--batch 4]
 """
@@ -70,9 +73,12 @@ def cases():
 
     ``make_reference(seed) -> (reference model, state dict to save)``.
     """
+    return torchvision_cases() + timm_cases() + timm_clip_cases() + open_clip_cases()
+
+
+def torchvision_cases():
     from d2sp.models.resnet import resnet18, resnet50
     from d2sp.models.vgg import vgg13, vgg16
-    from d2sp.models.vit import vit
 
     out = []
     try:
@@ -98,6 +104,13 @@ def cases():
         ]
     except Exception as exc:  # torchvision missing or broken
         print(f"torchvision unavailable ({exc!r}): ResNet/VGG checks skipped")
+    return out
+
+
+def timm_cases():
+    from d2sp.models.vit import vit
+
+    out = []
     try:
         import timm
 
@@ -134,9 +147,147 @@ def cases():
                 112,
             )
         )
+
     except Exception as exc:
         print(f"timm unavailable ({exc!r}): ViT checks skipped")
     return out
+
+
+def timm_clip_cases():
+    from d2sp.models.clip_vit import ClipVisionTransformer
+
+    out = []
+    try:
+        import timm
+
+        def timm_clip(img_size):  # timm's CLIP layout (names converted on load)
+            def make(seed):
+                src = timm.create_model(
+                    "vit_base_patch16_clip_quickgelu_224", pretrained=False, num_classes=512
+                )
+                randomise_norm_stats(src, seed)
+                with torch.no_grad():
+                    src.head.bias.zero_()  # as in the converted OpenAI checkpoint
+                if img_size == 224:
+                    return src, src.state_dict()
+                m = timm.create_model(
+                    "vit_base_patch16_clip_quickgelu_224",
+                    pretrained=False,
+                    num_classes=512,
+                    img_size=img_size,
+                )
+                m.load_state_dict(checkpoint_filter_fn(src.state_dict(), m))
+                return m, src.state_dict()
+
+            return make
+
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        for img_size, label in ((224, ""), (112, " 224² file -> 112²")):
+            out.append(
+                (
+                    f"timm vit_base_patch16_clip_quickgelu_224{label}",
+                    timm_clip(img_size),
+                    lambda m, x: m(x),  # head = CLIP's projection
+                    lambda img_size=img_size: ClipVisionTransformer(img_size=img_size),
+                    img_size,
+                )
+            )
+    except Exception as exc:
+        print(f"timm unavailable ({exc!r}): CLIP (timm layout) checks skipped")
+    return out
+
+
+def open_clip_cases():
+    from d2sp.models.clip_vit import ClipVisionTransformer
+
+    out = []
+    try:
+        import open_clip
+
+        def make(seed):  # the whole CLIP model: its visual.* keys load, the text tower is dropped
+            m = open_clip.create_model("ViT-B-16", pretrained=None, force_quick_gelu=True)
+            randomise_norm_stats(m, seed)
+            return m, m.state_dict()
+
+        out.append(
+            (
+                "open_clip ViT-B-16 (whole CLIP state dict)",
+                make,
+                lambda m, x: m.encode_image(x),
+                lambda: ClipVisionTransformer(),
+                224,
+            )
+        )
+    except Exception as exc:
+        print(f"open_clip unavailable ({exc!r}): CLIP checks skipped")
+    return out
+
+
+def default_encoder(kind: str, arch: str) -> nn.Module:
+    """Our encoder at its default size for an entry of ``SOURCES``, on the meta device."""
+    from d2sp.models import create_backbone
+
+    name = {
+        "resnet18": ("r18_lstm", {}),
+        "resnet50": ("r50_lstm", {}),
+        "vgg13": ("vgg13_lstm", {}),
+        "vgg16": ("vgg16_lstm", {}),
+        "vit_small_patch16_224": ("vit_lstm", {"size": "small"}),
+        "vit_base_patch16_224": ("vit_lstm", {"size": "base"}),
+        "ViT-B-16": ("clip_vit", {"arch": "ViT-B-16"}),
+        "ViT-L-14": ("clip_vit", {"arch": "ViT-L-14"}),
+    }[arch]
+    with torch.device("meta"):
+        return create_backbone(name[0], **name[1]).encoder
+
+
+def check_sources() -> tuple[list[tuple[str, ...]], int]:
+    """Every ``SOURCES`` entry: the library knows the model and its shapes fit ours."""
+    from d2sp.models import pretrained_sources as ps
+
+    rows, failed = [], 0
+    for kind, table in ps.SOURCES.items():
+        for arch, src in table.items():
+            status, note = "ok", ""
+            try:
+                enc = default_encoder(kind, arch)
+                if ps.source_for(enc, kind) != src:
+                    raise AssertionError(f"source_for gives {ps.source_for(enc, kind)}")
+                lib = ps.import_library(src.library, f"{kind} {arch}")
+                ref = ps.reference_state_dict(lib, src)
+                ps.check_shapes(enc, ref, f"{kind} {arch}")
+                keys = len(ref)
+            except Exception as exc:
+                status, note, keys = "FAIL", f"{type(exc).__name__}: {exc}", "-"
+            failed += status != "ok"
+            rows.append((kind, arch, src.describe(), str(keys), status, note))
+    return rows, failed
+
+
+def report_sources() -> int:
+    """Print the :func:`check_sources` table; return the number of failures."""
+    rows, failed = check_sources()
+    print("\nPublished-weights sources (`pretrained=imagenet|clip`), meta device, no download:\n")
+    print("| kind | arch | library call | reference tensors | shapes fit |")
+    print("|---|---|---|---|---|")
+    for kind, arch, call, keys, st, _note in rows:
+        print(f"| {kind} | {arch} | {call} | {keys} | {st} |")
+    for _kind, arch, *_, note in rows:
+        if note:
+            print(f"{arch}: {note}")
+    print(f"\n{len(rows) - failed}/{len(rows)} sources fit")
+    return failed
+
+
+def library_versions() -> str:
+    out = [f"torch {torch.__version__}"]
+    for name in ("torchvision", "timm", "open_clip"):
+        try:
+            out.append(f"{name} {__import__(name).__version__}")
+        except Exception:
+            out.append(f"{name} unavailable")
+    return ", ".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     todo = cases()
     if not todo:
-        print("nothing to check: neither torchvision nor timm is importable")
+        print("nothing to check: none of torchvision, timm, open_clip is importable")
         return 2
     rows, failed = [], 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
 
-    print(f"\ntorch {torch.__version__}, device {dev}, fp32, TF32 off, batch {args.batch}\n")
+    print(f"\n{library_versions()}; device {dev}, fp32, TF32 off, batch {args.batch}\n")
     print(
         "| model | input | encoder keys | missing | unexpected | max abs diff | max abs ref "
         "| status |"
@@ -205,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         if note:
             print(f"{name}: {note}")
     print(f"\n{len(rows) - failed}/{len(rows)} passed")
-    return 1 if failed else 0
+    src_failed = report_sources()
+    return 1 if failed or src_failed else 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import torch
 
 from d2sp.losses import weighted_cross_entropy
 from d2sp.models import DFERModel, create_backbone, create_model, list_backbones, load_pretrained
+from d2sp.models.clip_vit import clip_vit
 from d2sp.models.former_dfer import former_dfer
 from d2sp.models.pretrained import frame_encoder_of
 from d2sp.models.resnet import resnet18, resnet50
@@ -23,7 +24,33 @@ TINY: dict[str, tuple[dict, int]] = {
     "vgg16_lstm": ({"width": 4, "lstm_hidden": 16}, 32),
     "former_dfer": ({"width": 8, "img_size": 32, "heads": 4, "temporal_layers": 2}, 32),
     "vit_lstm": ({"img_size": 32, "dim": 32, "depth": 2, "heads": 4, "lstm_hidden": 16}, 32),
+    "clip_vit": (
+        {
+            "img_size": 32,
+            "patch_size": 8,
+            "width": 32,
+            "layers": 2,
+            "heads": 4,
+            "output_dim": 16,
+            "temporal_heads": 2,
+        },
+        32,
+    ),
 }
+
+# Other options of a backbone that change its structure, also run by the every-backbone tests.
+VARIANTS: dict[str, list[dict]] = {"clip_vit": [{"temporal": "lstm", "lstm_hidden": 16}]}
+
+
+def backbone_cases() -> list:
+    """``(name, extra options)`` for every registered backbone and its VARIANTS."""
+    out = []
+    for name in list_backbones():
+        out.append(pytest.param(name, {}, id=name))
+        for extra in VARIANTS.get(name, []):
+            out.append(pytest.param(name, extra, id=f"{name}-{'-'.join(map(str, extra.values()))}"))
+    return out
+
 
 # Parameter counts with the 1000-class ImageNet classifier (torchvision / timm references).
 REFERENCE_PARAMS = {
@@ -33,6 +60,9 @@ REFERENCE_PARAMS = {
     "vgg16": (lambda: vgg16(num_classes=1000), 138_357_544),
     "vit_small_patch16_224": (lambda: vit("small", num_classes=1000), 22_050_664),
     "vit_base_patch16_224": (lambda: vit("base", num_classes=1000), 86_567_656),
+    # open_clip's CLIP visual towers (``model.visual``)
+    "clip_ViT-B-16": (lambda: clip_vit(arch="ViT-B-16").encoder, 86_192_640),
+    "clip_ViT-L-14": (lambda: clip_vit(arch="ViT-L/14").encoder, 303_966_208),
 }
 
 
@@ -47,11 +77,11 @@ def test_all_paper_backbones_registered():
     assert set(TINY) <= set(list_backbones())
 
 
-@pytest.mark.parametrize("name", list_backbones())
-def test_forward_backward(name):
+@pytest.mark.parametrize("name,extra", backbone_cases())
+def test_forward_backward(name, extra):
     torch.manual_seed(0)
     kwargs, size = tiny(name)
-    model = create_model(name, num_classes=K, **kwargs)
+    model = create_model(name, num_classes=K, **kwargs, **extra)
     assert isinstance(model, DFERModel)
     clips = torch.randn(2, 4, 3, size, size)  # (B, T, C, H, W)
     labels = torch.tensor([0, 3])
@@ -92,6 +122,8 @@ def test_default_embedding_sizes():
         assert create_backbone("vgg16_lstm", embed="fc7").encoder.num_features == 4096
         assert create_backbone("vit_lstm", size="base").encoder.num_features == 768
         assert create_backbone("r50_lstm").encoder.num_features == 2048
+        assert create_backbone("clip_vit", arch="ViT-L-14").num_features == 768
+        assert create_backbone("clip_vit", temporal="lstm", lstm_hidden=256).num_features == 256
 
 
 def test_unknown_name_lists_known():
@@ -110,16 +142,20 @@ def _frame_features(model, size):
 
 
 @pytest.mark.parametrize("name", list_backbones())
-def test_load_pretrained_round_trip(name, tmp_path):
+@pytest.mark.parametrize("in_memory", [False, True], ids=["file", "state_dict"])
+def test_load_pretrained_round_trip(name, in_memory, tmp_path):
     kwargs, size = tiny(name)
     torch.manual_seed(1)
     src = create_model(name, num_classes=K, **kwargs)
-    path = tmp_path / "enc.pth"
-    torch.save(frame_encoder_of(src).state_dict(), path)
+    source = frame_encoder_of(src).state_dict()
+    if not in_memory:
+        path = tmp_path / "enc.pth"
+        torch.save(source, path)
+        source = path
     torch.manual_seed(2)
     dst = create_model(name, num_classes=K, **kwargs)
     assert not torch.equal(_frame_features(src, size), _frame_features(dst, size))
-    missing, unexpected = load_pretrained(dst, path, strict=True)
+    missing, unexpected = load_pretrained(dst, source, strict=True)
     assert missing == [] and unexpected == []
     torch.testing.assert_close(
         _frame_features(dst, size), _frame_features(src, size), rtol=0, atol=0

@@ -9,9 +9,10 @@ with ``forward_features(clips (B, T, C, H, W)) -> (B, D)`` and ``num_features = 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from os import PathLike
 
+import torch
 from torch import nn
 
 from d2sp.heads import ClassifierHead
@@ -58,7 +59,7 @@ def create_model(
     weight_branch: bool = True,
     weight_hidden: int | None = None,
     dropout: float = 0.0,
-    pretrained: str | PathLike | None = None,
+    pretrained: str | PathLike | Mapping[str, torch.Tensor] | None = None,
     **backbone_kwargs,
 ) -> DFERModel:
     """Backbone ``name`` plus a :class:`~d2sp.heads.ClassifierHead`.
@@ -71,9 +72,19 @@ def create_model(
         weight_branch: add the D2SP weight branch (False gives the plain "Original" head).
         weight_hidden: hidden width of the weight branch (default ``max(32, D // 4)``).
         dropout: dropout before the linear classifier.
-        pretrained: path of a torchvision/timm state dict loaded into the frame encoder
-            with :func:`~d2sp.models.pretrained.load_pretrained`.
+        pretrained: weights for the frame encoder, loaded with
+            :func:`~d2sp.models.pretrained.load_pretrained`: ``"imagenet"`` (ResNet, VGG,
+            ViT backbones) or ``"clip"`` (``clip_vit``) fetch the published weights through
+            torchvision / timm / open_clip (``pip install 'd2sp[pretrained]'``); a path or
+            a state dict loads saved weights. Missing or unexpected keys warn.
         **backbone_kwargs: passed to the backbone builder.
+
+    Raises:
+        ValueError: unknown name, or weights that do not fit the encoder; the message
+            starts with the backbone name.
+        PretrainedUnavailableError: (``ImportError`` and ``RuntimeError``) ``"imagenet"`` /
+            ``"clip"`` without the library; the message names the backbone and the extra.
+        PretrainedDownloadError: (``RuntimeError``) the library failed to fetch the weights.
     """
     backbone = create_backbone(name, **backbone_kwargs)
     head = ClassifierHead(
@@ -86,6 +97,16 @@ def create_model(
     model = DFERModel(backbone, head)
     if pretrained is not None:
         from d2sp.models.pretrained import load_pretrained
+        from d2sp.models.pretrained_sources import (
+            PretrainedDownloadError,
+            PretrainedUnavailableError,
+        )
 
-        load_pretrained(model, pretrained)
+        own = (ValueError, PretrainedUnavailableError, PretrainedDownloadError)
+        try:
+            load_pretrained(model, pretrained)
+        except own as exc:
+            if type(exc) not in own:  # a library's subclass: re-raised as it is
+                raise
+            raise type(exc)(f"{name}: {exc}") from exc
     return model

@@ -74,6 +74,13 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+# (block, blocks per stage) -> torchvision's model name
+TORCHVISION_NAMES: dict[tuple[str, tuple[int, ...]], str] = {
+    ("BasicBlock", (2, 2, 2, 2)): "resnet18",
+    ("Bottleneck", (3, 4, 6, 3)): "resnet50",
+}
+
+
 class ResNet(nn.Module):
     """Per-frame ResNet encoder: ``forward_features((N, C, H, W)) -> (N, 8·width·expansion)``.
 
@@ -84,6 +91,10 @@ class ResNet(nn.Module):
         in_chans: input channels.
         num_classes: if given, add torchvision's ``fc`` classifier (unused by
             ``forward_features``; kept for state-dict compatibility and parameter counts).
+
+    Attributes:
+        arch: torchvision's name for this depth (``"resnet18"``, ``"resnet50"``) or None:
+            the published weights ``pretrained="imagenet"`` asks for.
     """
 
     def __init__(
@@ -96,6 +107,7 @@ class ResNet(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
+        self.arch = TORCHVISION_NAMES.get((block.__name__, tuple(layers)))
         self.inplanes = width
         self.conv1 = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)

@@ -57,6 +57,9 @@ class VGG(nn.Module):
         embed: ``"gap"`` (``8·width`` features) or ``"fc7"`` (``64·width`` features).
         num_classes: if given, add torchvision's full classifier (last layer
             ``classifier.6`` with ``num_classes`` outputs, unused by ``forward_features``).
+
+    Attributes:
+        arch: torchvision's model name (``cfg``): the weights ``pretrained="imagenet"`` asks for.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class VGG(nn.Module):
         super().__init__()
         if embed not in ("gap", "fc7"):
             raise ValueError(f"embed must be 'gap' or 'fc7', got {embed!r}")
+        self.arch = cfg
         self.embed = embed
         layers: list[nn.Module] = []
         ch = in_chans

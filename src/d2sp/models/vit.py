@@ -49,6 +49,10 @@ class VisionTransformer(nn.Module):
         dim, depth, heads: transformer width, number of blocks, attention heads.
         num_classes: if given, add timm's ``head`` classifier (unused by ``forward_features``).
         drop: dropout inside blocks.
+
+    Attributes:
+        arch: timm's model name (``"vit_small_patch16_224"``...), set by :func:`vit`: the
+            weights ``pretrained="imagenet"`` asks for; None for a hand-built encoder.
     """
 
     num_prefix_tokens = 1
@@ -67,6 +71,7 @@ class VisionTransformer(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
+        self.arch: str | None = None
         h, w = _pair(img_size)
         if h % patch_size or w % patch_size:
             raise ValueError(f"img_size {(h, w)} is not a multiple of patch_size {patch_size}")
@@ -131,7 +136,7 @@ def vit(
     if size not in SIZES:
         raise ValueError(f"unknown ViT size {size!r}; known: {', '.join(SIZES)}")
     cfg = SIZES[size]
-    return VisionTransformer(
+    enc = VisionTransformer(
         img_size=img_size,
         patch_size=patch_size,
         dim=dim or cfg["dim"],
@@ -140,6 +145,8 @@ def vit(
         drop=drop,
         num_classes=num_classes,
     )
+    enc.arch = f"vit_{size}_patch{patch_size}_224"
+    return enc
 
 
 @register_backbone("vit_lstm")
