@@ -146,3 +146,37 @@ def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
     assert "plain CE" in result.output and "D2SP" in result.output and "prune P" in result.output
     assert (tmp_path / "baseline" / "summary.json").is_file()
     assert (tmp_path / "d2sp" / "ledger.npz").is_file()
+
+
+@pytest.mark.parametrize("mode", ["paper", "d2sp+", "scn", "ce", "oracle", "cleanlab"])
+def test_clip_backbone_trains_with_every_mode_and_fine_tuning_controls(tmp_path, synth_root, mode):
+    from tests.test_models import tiny
+
+    kwargs, size = tiny("clip_vit")
+    extra = ["purify.options={folds: 2, fold_epochs: 1}"] if mode == "cleanlab" else []
+    cfg = tiny_config(
+        tmp_path, synth_root, f"name={mode}", "model.name=clip_vit", f"data.size={size}",
+        "optim.epochs=2", f"purify.mode={mode}", "model.encoder_lr_scale=0.1",
+        "model.freeze_encoder=" + ("true" if mode == "ce" else "false"), *extra,
+    )  # fmt: skip
+    if mode in ("paper", "scn", "d2sp+"):
+        cfg.purify.warmup_epochs = 1
+    cfg.model.options = kwargs
+    before = None
+    if mode == "ce":  # a frozen encoder does not move
+        from d2sp.models import create_model
+
+        torch.manual_seed(cfg.seed)
+        before = create_model("clip_vit", num_classes=7, weight_branch=False, **kwargs)
+    result = train(cfg, progress=False)
+    assert result.purifier.ledger.num_epochs == 2
+    ckpt = torch.load(tmp_path / mode / "last.pt", weights_only=True)
+    groups = ckpt["optimizer"]["param_groups"]
+    if mode == "ce":
+        assert len(groups) == 1  # the encoder is left out of the optimizer
+        enc = {k: v for k, v in ckpt["model"].items() if k.startswith("backbone.encoder.")}
+        ref = before.state_dict()
+        assert enc and all(torch.equal(v, ref[k]) for k, v in enc.items())
+    else:
+        ratios = [g["initial_lr"] / groups[0]["initial_lr"] for g in groups]
+        assert ratios == pytest.approx([1.0, 0.1])

@@ -36,9 +36,11 @@ class ModelConfig:
 
     name: str = "r18_lstm"
     options: dict[str, Any] = field(default_factory=dict)  # passed to the backbone builder
-    pretrained: str | None = None
+    pretrained: str | None = None  # a state-dict file, or imagenet / clip (d2sp[pretrained])
     weight_hidden: int | None = None  # default max(32, D // 4)
     dropout: float = 0.0
+    encoder_lr_scale: float = 1.0  # learning-rate factor of the frame encoder
+    freeze_encoder: bool = False  # train everything but the frame encoder
 
 
 @dataclass

@@ -22,7 +22,9 @@ def train(
     root: str = typer.Option(None, help="Dataset root folder (data.root)"),
     fold: int = typer.Option(None, help="Fold for datasets that have them (data.fold)"),
     model: str = typer.Option(None, help="Backbone name (model.name)"),
-    pretrained: str = typer.Option(None, help="State dict for the frame encoder"),
+    pretrained: str = typer.Option(
+        None, help="Frame-encoder weights: a state-dict file, imagenet or clip (model.pretrained)"
+    ),
     epochs: int = typer.Option(None, help="optim.epochs"),
     name: str = typer.Option(None, help="Run name (folder under out_dir)"),
     out_dir: str = typer.Option(None, help="Folder holding run folders"),

@@ -17,7 +17,7 @@ from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import load_split
 from d2sp.distributed import DistInfo, broadcast_object, main_process_first
-from d2sp.models import create_model
+from d2sp.models import create_model, parameter_groups
 from d2sp.purify import Purifier, purifier_class
 from d2sp.purify.selection import SelectionContext
 from d2sp.training.checks import purifier_options
@@ -146,11 +146,15 @@ def lr_factor(cfg: RunConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module, num_train: int):
-    """SGD with momentum over the model's parameters and its per-step LR schedule."""
-    o = cfg.optim
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-    )
+    """SGD with momentum and its per-step LR schedule; the frame encoder at
+    ``model.encoder_lr_scale`` times the rate, or frozen (``model.freeze_encoder``)."""
+    o, m = cfg.optim, cfg.model
+    params = model.parameters()
+    if m.encoder_lr_scale != 1.0 or m.freeze_encoder:
+        params = parameter_groups(
+            model, lr=o.lr, encoder_lr_scale=m.encoder_lr_scale, freeze_encoder=m.freeze_encoder
+        )
+    optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     steps_per_epoch = max(1, num_train // o.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
     return optimizer, scheduler
@@ -176,11 +180,11 @@ def build_run(
         log=log, info=info, extra_options=extra_options,
     )  # fmt: skip
     model = build_model(cfg, purifier, train_split.num_classes, device)
+    optimizer, scheduler = build_optimizer(cfg, model, len(train_ds))  # (freezes before DDP)
     purifier.bind(model)  # (a teacher copies the bare model)
     net = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer, scheduler = build_optimizer(cfg, model, len(train_ds))
     test_loader = make_loader(
         test_ds, None, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
         workers=cfg.data.workers, info=info,

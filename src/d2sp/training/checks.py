@@ -63,6 +63,10 @@ def validate_config(cfg: RunConfig) -> None:
             f"optim: expected epochs >= 0, batch_size >= 1 and lr > 0, got "
             f"{o.epochs}, {o.batch_size}, {o.lr}"
         )
+    if not cfg.model.encoder_lr_scale > 0:
+        problems.append(
+            f"model.encoder_lr_scale: expected a number > 0, got {cfg.model.encoder_lr_scale}"
+        )
     if cfg.data.num_frames < 1 or cfg.data.size < 8:
         problems.append(
             f"data: expected num_frames >= 1 and size >= 8, got {cfg.data.num_frames}, "
