@@ -75,11 +75,13 @@ class Records:
         self.count = torch.zeros(n, dtype=torch.int64, device=dev)  # (N,) records so far
 
     def stage(self, idx: torch.Tensor, probs: torch.Tensor, weight: torch.Tensor, *, rescored: bool) -> None:
-        """Stage one batch: ``idx (B,)``, ``probs (B, K)``, ``weight (B,)``, all on this device."""
-        self.probs[idx] = probs
-        self.staged_weight[idx] = weight
-        self.seen[idx] = True
-        self.rescored[idx] = rescored
+        """Stage one batch: ``idx (B,)`` int64, ``probs (B, K)``, ``weight (B,)``, all on this
+        device (no host synchronisation: index copies and fills only; a sample staged twice
+        in one batch keeps one of its records)."""
+        self.probs.index_copy_(0, idx, probs)
+        self.staged_weight.index_copy_(0, idx, weight)
+        self.seen.index_fill_(0, idx, True)
+        self.rescored.index_fill_(0, idx, rescored)
 
     def combine(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Combine the staged records of several processes (see :func:`reduce_staged`)."""
