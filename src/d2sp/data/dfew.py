@@ -28,7 +28,7 @@ from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_fi
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, dfew_label
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 
@@ -62,7 +62,7 @@ def find_frames_dir(root: Path, frames: str) -> Path:
 
 def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sample]:
     """Rows of a DFEW split csv as samples (labels mapped to the DFER order)."""
-    samples, keys = [], []
+    samples = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -87,7 +87,6 @@ def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sam
                 problems.report(where, str(e))
                 continue
             video_id = f"{int(name):05d}"
-            keys.append((video_id, where))
             samples.append(
                 Sample(
                     path=str(frames_dir / video_id),
@@ -96,8 +95,7 @@ def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sam
                     meta={"video_id": video_id},
                 )
             )
-    check_unique(keys)
-    return samples
+    return drop_duplicates(samples, [s.meta["video_id"] for s in samples], problems)
 
 
 @register_dataset("dfew")

@@ -29,7 +29,7 @@ from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, FERV39K_EMOTIONS, ferv39k_label
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 _EMOTIONS_LOWER = {e.lower() for e in FERV39K_EMOTIONS}
@@ -54,7 +54,7 @@ def find_split_file(root: Path, split: str) -> Path | None:
 
 def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sample]:
     """Rows ``<Scene>/<Emotion>/<id> <Emotion>`` of an official split file."""
-    samples, keys = [], []
+    samples = []
     with open(path, encoding="utf-8-sig") as f:
         for row, line in enumerate(f, start=1):
             text = line.strip()
@@ -77,7 +77,6 @@ def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sam
             except ValueError as e:
                 problems.report(where, str(e))
                 continue
-            keys.append((rel, where))
             samples.append(
                 Sample(
                     path=str(clips_dir / rel),
@@ -86,8 +85,8 @@ def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sam
                     meta={"scene": scene, "video_id": f"{scene}/{folder_emotion}/{clip_id}"},
                 )
             )
-    check_unique(keys)
-    return samples
+    keys = [Path(s.path).relative_to(clips_dir).as_posix() for s in samples]
+    return drop_duplicates(samples, keys, problems)
 
 
 def scan_split_tree(base: Path, problems: Problems) -> list[Sample]:
@@ -151,7 +150,7 @@ def ferv39k(
             scene = scene_of(s.path)
             if scene is not None:
                 s.meta["scene"] = scene
-        check_unique((s.path, s.source) for s in samples)
+        samples = drop_duplicates(samples, [s.path for s in samples], problems)
         annotation = str(path)
         files = [annotation]
     else:

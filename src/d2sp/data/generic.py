@@ -31,7 +31,7 @@ from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import class_index, default_class_names
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 
@@ -69,7 +69,7 @@ def pick_file(
 
 
 def _finish(name, root, split, fold, samples, problems, path, classes, check, workers):
-    check_unique((os.path.normpath(s.path), s.source) for s in samples)
+    samples = drop_duplicates(samples, [os.path.normpath(s.path) for s in samples], problems)
     samples = check_clips(samples, problems, check=check, workers=workers)
     require_samples(samples, problems, annotation=str(path))
     return DatasetSplit(
