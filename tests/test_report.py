@@ -78,7 +78,9 @@ def make_run(tmp_path: Path, *, ledger: Ledger | None = None) -> Path:
     (data / "train.txt").write_text(
         "# my annotation\n" + "\n".join(rows[:3]) + "\n\n" + "\n".join(rows[3:]) + "\n"
     )
-    (data / "test.txt").write_text("\n".join(rows) + "\n")
+    for i in range(6):
+        write_clip(data / "clips" / f"t{i}", 8, tint=40 * i + 10)
+    (data / "test.txt").write_text("".join(f"clips/t{i} 8 {y}\n" for i, y in enumerate(given)))
     cfg = load_config(
         None,
         [

@@ -115,8 +115,11 @@ def dfew(
     Args:
         frames: folder of the per-clip frame folders, under ``root`` or ``root/Clip``
             (``clip_224x224``, ``clip_112x112``, ``clip_224x224_16f``, ``data``) or absolute.
-        split_file: the split csv instead of the official one; ``{split}`` and ``{fold}``
-            are filled in; relative to ``root``.
+        split_file: the split csv instead of the official one, relative to ``root``;
+            ``{split}`` becomes ``train``/``test`` and ``{fold}`` the fold number, e.g.
+            ``"my_{split}_{fold}.csv"``. Without ``{split}`` one file serves both splits:
+            the trainer refuses that (the test figures would be on training data) unless
+            ``data.allow_shared_test=true``.
         check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
     """

@@ -131,8 +131,12 @@ def ferv39k(
 
     Args:
         fold: must be None (FERV39k has one official split).
-        list_file: a list-format annotation (``{split}`` filled in), relative to ``root``.
-        split_file: an official-format split file instead of ``{split}_All.csv``.
+        list_file: a list-format annotation, relative to ``root``; ``{split}`` becomes
+            ``train``/``test``, e.g. ``"FERV39k_{split}.txt"``.
+        split_file: an official-format split file instead of ``{split}_All.csv``
+            (``{split}`` filled in the same way). Without ``{split}`` in ``list_file`` or
+            ``split_file`` one file serves both splits: the trainer refuses that (the test
+            figures would be on training data) unless ``data.allow_shared_test=true``.
         frames: folder of ``<Scene>/<Emotion>/<id>/`` under ``root``.
         check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.

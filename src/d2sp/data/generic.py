@@ -12,8 +12,11 @@
 
 Files: ``list_file=`` / ``csv_file=`` for any split, or ``train_list=``/``test_list=``
 (``train_csv=``/``test_csv=``) per split; ``{split}`` and ``{fold}`` are filled in, so
-``list_file="DFEW_set_{fold}_{split}.txt"`` serves both splits of every fold. Annotation
-files and relative clip paths are resolved against ``root``.
+``list_file="DFEW_set_{fold}_{split}.txt"`` serves both splits of every fold. Without
+``{split}`` (and without ``train_…``/``test_…``) one file serves both splits: the trainer
+refuses that (the test figures would be on training data) unless
+``data.allow_shared_test=true``. Annotation files and relative clip paths are resolved
+against ``root``.
 
 Classes: ``class_names=`` (a sequence or a comma-separated string) or ``num_classes=``
 (default 7: the DFER names; 11: the MAFW names; other K: ``class_0`` …).

@@ -241,9 +241,12 @@ def mafw(
     """MAFW fold ``fold`` (1-5), split ``split``, 11 classes (DFER order, then MAFW's four).
 
     Args:
-        split_file: the fold's split file instead of the official one (``{split}`` and
-            ``{fold}`` filled in; relative to ``root``); with no ``{fold}`` in it, ``fold``
-            may be None.
+        split_file: the fold's split file instead of the official one, relative to
+            ``root``; ``{split}`` becomes ``train``/``test`` and ``{fold}`` the fold number,
+            e.g. ``"splits/set_{fold}/{split}.txt"``; with no ``{fold}`` in it, ``fold`` may
+            be None. Without ``{split}`` one file serves both splits: the trainer refuses
+            that (the test figures would be on training data) unless
+            ``data.allow_shared_test=true``.
         label_file: labels of every clip, relative to ``root``; used when present (needed
             when the split rows carry no label). None to ignore it.
         media: ``"frames"`` (folders ``<frames>/<id>/``) or ``"video"`` (``<videos>/<id>.mp4``

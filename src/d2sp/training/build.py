@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from d2sp.config import RunConfig
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
-from d2sp.data.splits import load_split
+from d2sp.data.splits import check_shared_test, load_split
 from d2sp.distributed import DistInfo, broadcast_object, main_process_first
 from d2sp.models import create_model, parameter_groups
 from d2sp.purify import Purifier, purifier_class
@@ -63,10 +63,17 @@ class Run:
 
 
 def load_splits(cfg: RunConfig, progress: bool) -> tuple[DatasetSplit, DatasetSplit]:
-    """The run's train and test splits (generated or cached once, by rank 0 first)."""
+    """The run's train and test splits (generated or cached once, by rank 0 first).
+
+    Refused (:class:`~d2sp.data.splits.SharedTestError`) when the test split is the training
+    split or mostly its clips, unless ``data.allow_shared_test``: first from the options
+    alone, before any file is read or cached, then from the clips of both splits.
+    """
+    check_shared_test(cfg.data, None, None)
     with main_process_first():
         train = load_split(cfg.data, "train", progress=progress)
         test = load_split(cfg.data, "test", progress=progress)
+    check_shared_test(cfg.data, train, test)
     return train, test
 
 
