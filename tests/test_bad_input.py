@@ -231,3 +231,24 @@ def test_two_processes_skip_the_same_clip_or_stop_together(tmp_path):
     out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode != 0 and "train.txt:3: " in out and "--skip-bad" in out, out
     assert "worker process" not in out, out
+
+
+# ------------------------------------------------------------------------ skips stay visible
+
+
+def test_a_bad_label_row_read_by_both_splits_counts_once_and_shows_without_progress(tmp_path):
+    root = make_mafw(tmp_path / "MAFW")
+    with open(root / "single_label.txt", "ab") as f:
+        f.write(b"\xff\xfe.mp4 anger\n")  # row 5, read by the train and the test split
+    args = ["train", "--dataset", "mafw", "--root", str(root), "--fold", "1", "--skip-bad",
+            "--out-dir", str(tmp_path / "runs"), "--name", "m", "--no-progress", *TINY]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "warning: 1 bad row(s) skipped" in out, f"output: expected the count, got {out!r}"
+    assert "single_label.txt:5: expected '<id>.mp4 <emotion>'" in out, out
+    assert "skipped 1 ->" in out, f"final line: expected 'skipped 1', got {out!r}"
+    run = tmp_path / "runs" / "m"
+    assert len((run / "skipped.txt").read_text().splitlines()) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["skipped"], summary["skipped_during_training"]) == (1, 0), summary
