@@ -422,7 +422,8 @@ def _section_skipped(run: RunFolder):
         if len(lines) > SKIPPED_SHOWN
         else ""
     )
-    return "skipped", "Skipped rows", head + _table(["#", "row: reason", "found"], rows, left=2) + more
+    table = _table(["#", "row: reason", "found"], rows, left=2)
+    return "skipped", "Skipped rows", head + table + more
 
 
 def _section_confusion(run: RunFolder):

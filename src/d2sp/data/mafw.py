@@ -99,7 +99,8 @@ def read_label_file(path: Path) -> LabelFile:
             continue
         rows.setdefault(clip, []).append(where)
         if label is None:
-            out.problems.setdefault(clip, f"{where}: expected '<id>.mp4 <emotion>', got only {clip!r}")
+            reason = f"expected '<id>.mp4 <emotion>', got only {clip!r}"
+            out.problems.setdefault(clip, f"{where}: {reason}")
             continue
         try:
             y = mafw_label(label)

@@ -122,4 +122,6 @@ def check_shared_test(data_cfg, train: DatasetSplit | None, test: DatasetSplit |
             "test split its own annotation (an option naming the file takes '{split}', e.g. "
             f"list_file='clips_{{split}}.txt'), or set {ALLOW} to train anyway"
         )
-    warnings.warn(f"data: {what}; their test figures are on training data", DataWarning, stacklevel=2)
+    warnings.warn(
+        f"data: {what}; their test figures are on training data", DataWarning, stacklevel=2
+    )

@@ -165,7 +165,8 @@ class BadClips:
 
     def state_dict(self) -> dict:
         """Plain values for a checkpoint."""
-        return {"lines": list(self.lines), "excluded": {k: sorted(v) for k, v in self.excluded.items()}}
+        excluded = {split: sorted(indices) for split, indices in self.excluded.items()}
+        return {"lines": list(self.lines), "excluded": excluded}
 
     def load_state_dict(self, state: dict) -> None:
         self.lines = list(state.get("lines", []))
