@@ -106,9 +106,10 @@ class ConsoleLines(Callback):
         self._lines(run, lines)
 
     def on_epoch_start(self, run, epoch, steps):
-        if not len(run.purifier.train_indices()):
+        if not len(run.bad_clips.keep("train", run.purifier.train_indices())):
+            skipped = " (or skipped as unreadable)" if run.bad_clips.excluded["train"] else ""
             run.console.print(
-                f"[bold yellow]warning:[/] epoch {epoch + 1}: every sample is pruned; "
+                f"[bold yellow]warning:[/] epoch {epoch + 1}: every sample is pruned{skipped}; "
                 "this epoch only re-scores them"
             )
 
