@@ -18,15 +18,29 @@ annotation are never written):
     writes them (an index, a class name, or DFEW's 1-based id). With ``flag_pruned`` every
     row stays and a ``pruned`` column (0/1) is added. Rows the run did not use are left
     out.
-  - any other layout (MAFW, FERV39k's official split file or folder tree) becomes a list
-    file ``train_list.txt`` of the samples the run used.
+  - FERV39k's official split file (``<Scene>/<Emotion>/<id> <Emotion>``) and MAFW's fold
+    split file: the same lines, only the label token changed, spelled as the file spells
+    it (``Happy``, ``anger`` or MAFW's 1-based id); MAFW also gets a copy of the
+    ``single_label.txt`` the run read with the training clips' final labels (the two go
+    together). Pruned, flagged and unused rows as in list files.
+  - a layout without a row-level file (FERV39k's folder tree, another dataset) becomes a
+    list file ``train_list.txt`` with each clip's real frame count, and a note says so.
 
+  A clip found unreadable during training (a ``(met at epoch E)`` line of the run's
+  ``skipped.txt``) is left out (commented out where the format has comments).
   Clip paths (list rows, the ``path`` column) are written absolute, so the file loads from
   anywhere; DFEW's ``video_name`` stays as it is (load it with ``split_file=``).
-- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`), and
-  ``ledger.parquet`` with the same table when ``pyarrow`` is importable.
-- ``export.json``: counts, the files written and, where it can be said, the ``data``
-  config section that trains on the cleaned annotation.
+- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`; labels are
+  0-based class indices, ``given_input``/``final_input`` the labels as the input writes
+  them, e.g. DFEW's 1-based ids), and ``ledger.parquet`` with the same table when
+  ``pyarrow`` is importable.
+- ``issues.csv``: the samples ranked by suspicion, most suspicious first, with a suggested
+  label (:mod:`d2sp.issues`; ``issues=N`` keeps the first N).
+- ``skipped.txt``: the rows the run skipped as bad input (when there are any).
+- ``export.json``: counts (``skipped`` and ``skipped_during_training`` among them), the files
+  written, ``notes`` (e.g. a conversion), ``warnings`` (an export with no usable row, rows
+  skipped) and, where it can be said, the ``data`` config section that trains on the
+  cleaned annotation.
 """
 
 from __future__ import annotations
