@@ -345,15 +345,6 @@ def ledger_table(ledger: Ledger, samples, class_names, *, spell=str) -> dict[str
     prev_label = np.vstack([given[None, :], label[:-1]])
     changed = (pruned != prev_pruned) | (label != prev_label)  # (E, N)
 
-    def first(mask):
-        any_ = mask.any(axis=0)
-        return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
-
-    def last(mask):
-        any_ = mask.any(axis=0)
-        e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
-        return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
-
     finite = np.isfinite(weight)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_w = np.where(
@@ -379,9 +370,9 @@ def ledger_table(ledger: Ledger, samples, class_names, *, spell=str) -> dict[str
         "final_label": final_label.tolist(),
         "final_name": [name(int(k)) for k in final_label],
         "final_state": [STATE_NAMES.get(int(s), str(int(s))) for s in final_state],
-        "first_pruned_epoch": first(pruned),
-        "first_corrected_epoch": first(corrected),
-        "last_change_epoch": last(changed),
+        "first_pruned_epoch": _first_epoch(pruned),
+        "first_corrected_epoch": _first_epoch(corrected),
+        "last_change_epoch": _last_epoch(changed),
         "epochs_pruned": pruned.sum(axis=0).tolist(),
         "epochs_corrected": corrected.sum(axis=0).tolist(),
         "mean_weight": mean_w.tolist(),
@@ -391,6 +382,19 @@ def ledger_table(ledger: Ledger, samples, class_names, *, spell=str) -> dict[str
         "given_input": [written(int(k)) for k in given],
         "final_input": [written(int(k)) for k in final_label],
     }
+
+
+def _first_epoch(mask: np.ndarray) -> list[int | None]:
+    """Per column of an ``(E, N)`` mask: the first 1-based epoch where it holds, or None."""
+    any_ = mask.any(axis=0)
+    return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
+
+
+def _last_epoch(mask: np.ndarray) -> list[int | None]:
+    """Per column of an ``(E, N)`` mask: the last 1-based epoch where it holds, or None."""
+    any_ = mask.any(axis=0)
+    e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
+    return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
 
 
 def write_ledger_csv(table: dict[str, list], path: str | Path) -> Path:

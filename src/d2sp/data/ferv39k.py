@@ -114,6 +114,16 @@ def scan_split_tree(base: Path, problems: Problems) -> list[Sample]:
     return samples
 
 
+def read_ferv39k_list(path: Path, root: Path, problems: Problems) -> list[Sample]:
+    """Rows of a list-format FERV39k annotation, scenes from the clip paths."""
+    samples = read_list_file(path, root=root, num_classes=len(DFER_CLASSES), on_error=problems.report)
+    for s in samples:
+        scene = scene_of(s.path)
+        if scene is not None:
+            s.meta["scene"] = scene
+    return drop_duplicates(samples, [s.path for s in samples], problems)
+
+
 @register_dataset("ferv39k")
 def ferv39k(
     *,
@@ -147,16 +157,8 @@ def ferv39k(
     clips_dir = root / frames if (root / frames).is_dir() else root
     if list_file is not None:
         path = resolve_file(format_name(list_file, split=split, fold=None), root, what="ferv39k")
-        samples = read_list_file(
-            path, root=root, num_classes=len(DFER_CLASSES), on_error=problems.report
-        )
-        for s in samples:
-            scene = scene_of(s.path)
-            if scene is not None:
-                s.meta["scene"] = scene
-        samples = drop_duplicates(samples, [s.path for s in samples], problems)
-        annotation = str(path)
-        files = [annotation]
+        samples = read_ferv39k_list(path, root, problems)
+        annotation, files = str(path), [str(path)]
     else:
         path = (
             resolve_file(format_name(split_file, split=split, fold=None), root, what="ferv39k")
