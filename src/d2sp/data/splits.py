@@ -95,8 +95,9 @@ def _clip_key(path: str) -> str:
 
 
 def check_shared_test(data_cfg, train: DatasetSplit | None, test: DatasetSplit | None) -> None:
-    """Refuse (:class:`SharedTestError`) a test split that is the training split, or mostly
-    its clips, unless ``data.allow_shared_test``; a smaller overlap is one DataWarning.
+    """Refuse (:class:`SharedTestError`) a test split that is the training split, or whose
+    clips are at least half training clips, unless ``data.allow_shared_test``; a smaller
+    overlap is one DataWarning naming how many clips are shared.
 
     Called with ``train=test=None`` it checks only the data options (before any file is read
     or a cache is built); with both splits it compares their clips.
