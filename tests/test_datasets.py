@@ -344,6 +344,53 @@ def test_mafw_from_mp4_files(tmp_path):
     assert tree_hash(root) == before
 
 
+def test_mafw_duplicate_label_row_is_skipped_with_skip_bad(tmp_path):
+    root = make_mafw(tmp_path / "MAFW")
+    with open(root / "single_label.txt", "ab") as f:
+        f.write(b"00025.mp4\tsadness\tcaption\n")  # row 5 repeats row 1's clip
+    pattern = r"train.txt:1: .*'00025': 2 rows \(.*single_label.txt:1, .*single_label.txt:5\)"
+    with pytest.raises(DataError, match=pattern):
+        create_dataset("mafw", root=root, split="train", fold=1)
+    split = create_dataset("mafw", root=root, split="train", fold=1, skip_bad=True)
+    assert [s.meta["video_id"] for s in split.samples] == ["00026", "00028"]
+    assert len(split.skipped) == 1 and "single_label.txt:5" in split.skipped[0]
+    test = create_dataset("mafw", root=root, split="test", fold=1)  # never uses 00025
+    assert [s.label for s in test.samples] == [0] and test.skipped == []
+
+
+def test_mafw_bad_label_row_stops_only_the_split_that_uses_it(tmp_path):
+    root = make_mafw(tmp_path / "MAFW")
+    text = (root / "single_label.txt").read_bytes()
+    text = text.replace(b"00027.mp4\thappiness", b"00027.mp4\tglee")
+    (root / "single_label.txt").write_bytes(text + b"\xff\xfe.mp4 anger\n")
+    with pytest.warns(DataWarning, match=r"1 row\(s\) of the label file name no readable clip"):
+        train = create_dataset("mafw", root=root, split="train", fold=1)  # 00027 unused here
+    assert [s.label for s in train.samples] == [3, 7, 10] and train.skipped == []
+    with pytest.warns(DataWarning), pytest.raises(
+        DataError, match=r"test.txt:1: .*single_label.txt:3: unknown class name 'glee'"
+    ):
+        create_dataset("mafw", root=root, split="test", fold=1)
+    split = create_dataset("mafw", root=root, split="train", fold=1, skip_bad=True)
+    assert len(split.samples) == 3 and len(split.skipped) == 1  # the stray row, listed
+    assert "single_label.txt:5: expected '<id>.mp4 <emotion>'" in split.skipped[0]
+
+
+def test_duplicate_rows_name_both_and_are_skipped_with_skip_bad(tmp_path):
+    for name in ("a", "b"):
+        write_clip(tmp_path / "clips" / name, 4)
+    (tmp_path / "train.txt").write_text("clips/a 4 1\nclips/b 4 2\nclips/a 4 3\n")
+    with pytest.raises(DataError, match=r"train.txt:3: duplicate clip .*a' \(first at .*txt:1\)"):
+        create_dataset("list", root=tmp_path, list_file="train.txt")
+    split = create_dataset("list", root=tmp_path, list_file="train.txt", skip_bad=True)
+    assert [s.label for s in split.samples] == [2]  # which label of a is meant is unknown
+    assert [line.split(": ")[0][-11:] for line in split.skipped] == ["train.txt:1", "train.txt:3"]
+    root = make_dfew(tmp_path / "DFEW", rows=((1, 1, 5), (2, 4, 3)))
+    with open(root / "label" / "single_trainset_1.csv", "a") as f:
+        f.write("00001,2\n")
+    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True)
+    assert [s.meta["video_id"] for s in split.samples] == ["00002"] and len(split.skipped) == 2
+
+
 # ------------------------------------------------------------------------ list / csv
 
 

@@ -7,7 +7,9 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import typer
 import yaml
 from typer.testing import CliRunner
@@ -17,8 +19,11 @@ from d2sp.config import config_from_dict
 from d2sp.data.annotations import read_list_file
 from d2sp.data.registry import create_dataset
 from d2sp.export import LEDGER_COLUMNS, export_run
+from d2sp.issues import ISSUE_COLUMNS
+from d2sp.purify import create_purifier
+from d2sp.purify.ledger import PRUNED, Ledger
 from d2sp.report import RunFolderError
-from tests.test_report import make_run, write_clip
+from tests.test_report import make_ledger, make_run, write_clip
 
 KEPT_INDICES = [0, 2, 3, 5]  # 1 and 4 are pruned at the final epoch
 KEPT_LABELS = [0, 2, 2, 0]  # 3: cross -> cross (2), 5: cross -> calm (0)
@@ -219,3 +224,193 @@ def test_cli_export_writes_and_lists_the_files(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 pruned (flagged)" in result.output
     assert (tmp_path / "o" / "train.txt").is_file() and (tmp_path / "o" / "ledger.csv").is_file()
+
+
+# ------------------------------------------------- official formats, skips, the issues list
+
+
+def make_ferv39k_run(tmp_path: Path, *, split_file: bool = True) -> tuple[Path, Path]:
+    """``make_run``'s ledger over a FERV39k tree of 6 clips (3 frames each): the official
+    split file ``train_All.csv`` (rows ``<Scene>/<Emotion>/<id> <Emotion>``, a header line),
+    or only the ``train/<Scene>/<Emotion>/<id>/`` folder tree."""
+    run = make_run(tmp_path)
+    root = tmp_path / "ferv"
+    emotions = ["Happy", "Sad", "Neutral", "Happy", "Sad", "Neutral"]  # labels 0 1 2 0 1 2
+    rows = [f"Action/{e}/{i:04d}" for i, e in enumerate(emotions)]
+    base = root / "2_ClipsforFaceCrop" if split_file else root / "train"
+    for i, rel in enumerate(rows):
+        write_clip(base / rel, 3, tint=30 * i)
+    if split_file:
+        setups = root / "4_setups" / "All_scenes"
+        setups.mkdir(parents=True)
+        body = "".join(f"{rel} {e}\n" for rel, e in zip(rows, emotions, strict=True))
+        (setups / "train_All.csv").write_text("clip label\n" + body)
+        (setups / "test_All.csv").write_text("Action/Happy/0000 Happy\n")
+    set_data(run, dataset="ferv39k", root=str(root), options={})
+    (run / "class_counts.json").unlink()
+    return run, root
+
+
+def test_ferv39k_split_file_export_keeps_its_format(tmp_path):
+    run, root = make_ferv39k_run(tmp_path)
+    before = tree_hash(root)
+    files = export_run(run, tmp_path / "out")
+    assert tree_hash(root) == before
+    assert files["annotation"].name == "train_All.csv"
+    assert files["annotation"].read_text().splitlines() == [
+        "clip label",
+        "Action/Happy/0000 Happy",
+        "Action/Neutral/0002 Neutral",
+        "Action/Happy/0003 Neutral",  # corrected 0 -> 2, the folder stays where it is
+        "Action/Neutral/0005 Happy",  # corrected 2 -> 0
+    ]
+    split = create_dataset("ferv39k", root=root, split="train", split_file=str(files["annotation"]))
+    assert [s.label for s in split.samples] == KEPT_LABELS
+    summary = json.loads(files["summary"].read_text())
+    assert summary["format"] == "ferv39k" and summary["rows_removed"] == 2
+
+
+def test_ferv39k_folder_tree_is_converted_with_real_frame_counts(tmp_path):
+    run, root = make_ferv39k_run(tmp_path, split_file=False)
+    files = export_run(run, tmp_path / "out")
+    samples = read_list_file(files["annotation"])
+    assert [s.label for s in samples] == KEPT_LABELS
+    assert [s.num_frames for s in samples] == [3, 3, 3, 3], "frame counts: expected the folders'"
+    summary = json.loads(files["summary"].read_text())
+    assert summary["format"] == "converted"
+    assert any("real frame count" in note for note in summary["notes"]), summary["notes"]
+
+
+def make_mafw_run(tmp_path: Path) -> tuple[Path, Path]:
+    """``make_run``'s ledger over a MAFW fold of 6 clips: ``single_label.txt`` with captions
+    that are not UTF-8, and a ``no_caption`` split file ``<id>.mp4 <emotion>``."""
+    run = make_run(tmp_path)
+    root = tmp_path / "mafw"
+    names = ["happiness", "sadness", "neutral", "happiness", "sadness", "neutral"]
+    caption = "一个女生眼含着泪水".encode("gbk")
+    root.mkdir()
+    (root / "single_label.txt").write_bytes(b"".join(
+        f"{i:05d}.mp4\t{n}\t".encode() + caption + b"\n" for i, n in enumerate(names)
+    ))  # fmt: skip
+    fold = root / "Train & Test Set" / "single" / "no_caption" / "set_1"
+    fold.mkdir(parents=True)
+    (fold / "train.txt").write_text("".join(f"{i:05d}.mp4 {n}\n" for i, n in enumerate(names)))
+    (fold / "test.txt").write_text("00000.mp4 happiness\n")
+    for i in range(6):
+        write_clip(root / "data" / "frames" / f"{i:05d}", 3, tint=30 * i)
+    set_data(run, dataset="mafw", root=str(root), fold=1, options={})
+    (run / "class_counts.json").unlink()
+    return run, root
+
+
+def test_mafw_export_keeps_its_split_file_and_a_matching_label_file(tmp_path):
+    run, root = make_mafw_run(tmp_path)
+    before = tree_hash(root)
+    files = export_run(run, tmp_path / "out")
+    assert tree_hash(root) == before
+    train, labels = files["annotation_1"], files["annotation_2"]
+    assert (train.name, labels.name) == ("train.txt", "single_label.txt")
+    assert train.read_text().splitlines() == [
+        "00000.mp4 happiness", "00002.mp4 neutral", "00003.mp4 neutral", "00005.mp4 happiness",
+    ]  # fmt: skip
+    lines = labels.read_bytes().splitlines()
+    caption = "一个女生眼含着泪水".encode("gbk")
+    assert lines[3] == b"00003.mp4\tneutral\t" + caption  # relabelled, caption as it was
+    assert lines[1].startswith(b"00001.mp4\tsadness")
+    split = create_dataset("mafw", root=root, split="train", fold=1, split_file=str(train),
+                           label_file=str(labels))  # fmt: skip
+    assert [s.label for s in split.samples] == KEPT_LABELS
+    summary = json.loads(files["summary"].read_text())
+    assert summary["format"] == "mafw" and any("label_file=" in n for n in summary["notes"])
+
+
+def test_every_sample_pruned_gives_an_empty_export_with_a_warning(tmp_path):
+    ledger = make_ledger()
+    ledger.rows["state"][-1] = np.full(6, PRUNED, dtype=np.int8)
+    run = make_run(tmp_path, ledger=ledger)
+    app = typer.Typer()
+    app.command()(export)
+    result = CliRunner().invoke(app, [str(run)])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "warning: the cleaned annotation has no usable row: all 6 training samples" in out, out
+    summary = json.loads((run / "export" / "export.json").read_text())
+    assert summary["kept_rows"] == 0 and len(summary["warnings"]) == 1, summary
+
+
+def test_skipped_rows_are_listed_counted_and_left_out(tmp_path):
+    run = make_run(tmp_path)
+    source = f"{tmp_path / 'data' / 'train.txt'}:4"  # sample 2 (row 1 is a comment)
+    frame = f"{clip_path(tmp_path, 2)}/00002.jpg"
+    lines = [f"{tmp_path / 'data' / 'test.txt'}:9: label 7 out of range [0, 3)",
+             f"{source}: {frame}: cannot decode image (met at epoch 2)"]  # fmt: skip
+    (run / "skipped.txt").write_text("\n".join(lines) + "\n")
+    files = export_run(run, tmp_path / "out")
+    assert files["skipped"].read_text().splitlines() == lines
+    samples = read_list_file(files["annotation"], num_classes=3)
+    assert [s.path for s in samples] == [clip_path(tmp_path, i) for i in (0, 3, 5)]
+    assert "# d2sp: skipped (unreadable during training): " in files["annotation"].read_text()
+    summary = json.loads(files["summary"].read_text())
+    counts = [summary[k] for k in ("skipped", "skipped_during_training", "rows_skipped")]
+    assert counts == [2, 1, 1], summary
+    assert any("listed in skipped.txt" in w for w in summary["warnings"]), summary["warnings"]
+    with open(files["issues"], newline="") as f:
+        states = {int(r["index"]): r["state"] for r in csv.DictReader(f)}
+    assert states[2] == "skipped" and states[0] == "kept"
+
+
+def flipped_label_ledger() -> Ledger:
+    """A paper-mode purifier's ledger over 6 samples of 3 classes, 3 epochs: the model
+    predicts every sample's label with confidence, except sample 3, annotated 0 (calm) but
+    predicted 2 (cross) every epoch: a flipped label."""
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    purifier = create_purifier("paper", labels, num_classes=3, warmup_epochs=1, t=1,
+                               lam=0.1, tau=0.2)  # fmt: skip
+    truth = labels.copy()
+    truth[3] = 2
+    for _ in range(3):
+        logits = torch.full((6, 3), -2.0)
+        logits[torch.arange(6), torch.from_numpy(truth)] = 3.0
+        logits[1] = torch.tensor([0.5, 1.0, 0.2])  # right but unsure
+        purifier.record(torch.arange(6), logits, torch.full((6,), 0.9))
+        purifier.end_epoch()
+    return purifier.ledger
+
+
+def test_issues_list_ranks_a_flipped_label_first_in_the_input_numbering(tmp_path):
+    run = make_run(tmp_path, ledger=flipped_label_ledger())
+    files = export_run(run, tmp_path / "out")
+    with open(files["issues"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == ISSUE_COLUMNS and len(rows) == 6
+    top = rows[0]
+    assert [top[k] for k in ("rank", "index", "given_label", "suggested_label")] == [
+        "1", "3", "0", "2"
+    ], top
+    assert (top["given_name"], top["suggested_name"]) == ("calm", "cross")
+    assert top["source"].endswith("train.txt:6") and top["id"] == clip_path(tmp_path, 3)
+    assert rows[1]["index"] == "1"  # the unsure one next
+    suspicion = [float(r["suspicion"]) for r in rows]
+    assert suspicion == sorted(suspicion, reverse=True)
+
+    root = tmp_path / "dfew"  # the same ledger over DFEW: 1-based labels in issues.csv
+    for i in range(6):
+        write_clip(root / "clip_224x224" / f"{i + 1:05d}", 4, tint=30 * i)
+    (root / "label").mkdir()
+    (root / "label" / "single_trainset_1.csv").write_text(
+        "video_name,label\n" + "".join(f"{i + 1},{y % 3 + 1}\n" for i, y in enumerate(range(6)))
+    )
+    set_data(run, dataset="dfew", root=str(root), fold=1, options={})
+    (run / "class_counts.json").unlink()
+    app = typer.Typer()
+    app.command()(export)
+    result = CliRunner().invoke(app, [str(run), "--out", str(tmp_path / "d"), "--issues", "2"])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "d" / "issues.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2, rows
+    assert [rows[0][k] for k in ("id", "given_label", "suggested_label")] == ["00004", "1", "3"]
+    assert (rows[0]["given_name"], rows[0]["suggested_name"]) == ("happiness", "neutral")
+    with open(tmp_path / "d" / "ledger.csv", newline="") as f:
+        ledger_rows = list(csv.DictReader(f))
+    assert (ledger_rows[3]["given_label"], ledger_rows[3]["given_input"]) == ("0", "1")

@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 from d2sp.commands.report import report
 from d2sp.config import config_to_dict, load_config
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
-from d2sp.report import RunFolderError, read_run, render_report, select_gallery, write_report
+from d2sp.report import (
+    RunFolderError,
+    curve_series,
+    read_run,
+    render_report,
+    select_gallery,
+    write_report,
+)
 
 NAMES = ("calm", "glad", "cross")
 U, K, P, C = UNDECIDED, KEPT, PRUNED, CORRECTED
@@ -78,7 +85,9 @@ def make_run(tmp_path: Path, *, ledger: Ledger | None = None) -> Path:
     (data / "train.txt").write_text(
         "# my annotation\n" + "\n".join(rows[:3]) + "\n\n" + "\n".join(rows[3:]) + "\n"
     )
-    (data / "test.txt").write_text("\n".join(rows) + "\n")
+    for i in range(6):
+        write_clip(data / "clips" / f"t{i}", 8, tint=40 * i + 10)
+    (data / "test.txt").write_text("".join(f"clips/t{i} 8 {y}\n" for i, y in enumerate(given)))
     cfg = load_config(
         None,
         [
@@ -253,6 +262,37 @@ def test_cli_report_errors_exit_2_without_traceback(tmp_path):
     result = CliRunner().invoke(app, [str(run), "--out", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.html").is_file()
+
+
+def test_report_lists_the_skipped_rows(tmp_path):
+    run = make_run(tmp_path)
+    assert '<section id="skipped">' not in render_report(read_run(run))  # none skipped
+    lines = ["/d/train.txt:7: label 9 out of range [0, 3)",
+             "/d/train.txt:3: /d/c2/00002.jpg: cannot decode image (met at epoch 2)"]  # fmt: skip
+    (run / "skipped.txt").write_text("\n".join(lines) + "\n")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "skipped": 2}))
+    page = render_report(read_run(run))
+    section = re.search(r'<section id="skipped">(.*?)</section>', page, re.S)
+    assert section is not None, "report: expected a skipped-rows section"
+    text = section.group(1)
+    assert "2 row(s) skipped" in text and "1 when the data was read, 1 met unreadable" in text
+    for line in lines:
+        assert line in text, f"skipped section: expected {line!r}"
+    assert '<div class="v">2</div><div class="k">skipped rows</div>' in page
+
+
+def test_curves_go_on_through_epochs_that_trained_nothing(tmp_path):
+    run = make_run(tmp_path)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows[1:]:
+        r.update(trained=0, loss=0.0, train_acc=0.0)  # every sample pruned after epoch 1
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curves = curve_series(rows)
+    assert np.isfinite(curves["war"]).all() and np.isfinite(curves["uar"]).all()
+    assert np.isfinite(curves["loss"]).tolist() == [True, False, False]
+    page = render_report(read_run(run))
+    assert "epoch(s) 2–3 trained no sample" in page
 
 
 def test_synthdfer_run_gets_ground_truth_scores(tmp_path):

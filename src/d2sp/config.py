@@ -28,6 +28,7 @@ class DataConfig:
     workers: int = 2
     skip_bad: bool = False
     cache: str | None = None  # pack each split into a clip cache under this folder
+    allow_shared_test: bool = False  # train although the test split repeats training clips
 
 
 @dataclass

@@ -146,6 +146,17 @@ def broadcast_object(obj):
     return box[0]
 
 
+def all_gather_object(obj) -> list:
+    """Every process's ``obj`` (any picklable value), in rank order; ``[obj]`` in a world of
+    one."""
+    info = current_info()
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def _reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:
     if not current_info().enabled:
         return tensor

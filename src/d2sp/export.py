@@ -18,15 +18,29 @@ annotation are never written):
     writes them (an index, a class name, or DFEW's 1-based id). With ``flag_pruned`` every
     row stays and a ``pruned`` column (0/1) is added. Rows the run did not use are left
     out.
-  - any other layout (MAFW, FERV39k's official split file or folder tree) becomes a list
-    file ``train_list.txt`` of the samples the run used.
+  - FERV39k's official split file (``<Scene>/<Emotion>/<id> <Emotion>``) and MAFW's fold
+    split file: the same lines, only the label token changed, spelled as the file spells
+    it (``Happy``, ``anger`` or MAFW's 1-based id); MAFW also gets a copy of the
+    ``single_label.txt`` the run read with the training clips' final labels (the two go
+    together). Pruned, flagged and unused rows as in list files.
+  - a layout without a row-level file (FERV39k's folder tree, another dataset) becomes a
+    list file ``train_list.txt`` with each clip's real frame count, and a note says so.
 
+  A clip found unreadable during training (a ``(met at epoch E)`` line of the run's
+  ``skipped.txt``) is left out (commented out where the format has comments).
   Clip paths (list rows, the ``path`` column) are written absolute, so the file loads from
   anywhere; DFEW's ``video_name`` stays as it is (load it with ``split_file=``).
-- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`), and
-  ``ledger.parquet`` with the same table when ``pyarrow`` is importable.
-- ``export.json``: counts, the files written and, where it can be said, the ``data``
-  config section that trains on the cleaned annotation.
+- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`; labels are
+  0-based class indices, ``given_input``/``final_input`` the labels as the input writes
+  them, e.g. DFEW's 1-based ids), and ``ledger.parquet`` with the same table when
+  ``pyarrow`` is importable.
+- ``issues.csv``: the samples ranked by suspicion, most suspicious first, with a suggested
+  label (:mod:`d2sp.issues`; ``issues=N`` keeps the first N).
+- ``skipped.txt``: the rows the run skipped as bad input (when there are any).
+- ``export.json``: counts (``skipped`` and ``skipped_during_training`` among them), the files
+  written, ``notes`` (e.g. a conversion), ``warnings`` (an export with no usable row, rows
+  skipped) and, where it can be said, the ``data`` config section that trains on the
+  cleaned annotation.
 """
 
 from __future__ import annotations
@@ -38,17 +52,32 @@ from pathlib import Path
 
 import numpy as np
 
+from d2sp.data.frames import DataError, list_frames
+from d2sp.data.video import VideoSource, is_video
+from d2sp.export_official import (
+    ferv39k_header,
+    ferv39k_token,
+    flag_comment,
+    label_speller,
+    mafw_header,
+    mafw_token,
+    rewrite_label_file,
+    rewrite_rows,
+    row_fate,
+    skip_comment,
+)
+from d2sp.issues import issues_table, write_issues_csv
 from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
-from d2sp.report import last_recorded
+from d2sp.report import last_recorded, read_skipped
 from d2sp.runs import RunFolder, RunFolderError, read_run
 
 LEDGER_COLUMNS = (
     "index",  # position in the training annotation (the dataset index of the run)
     "path",  # the clip's frame folder or video file
     "source",  # annotation "file:row"
-    "given_label",  # annotated label (0-based index)
+    "given_label",  # annotated label (0-based class index, whatever the input's numbering)
     "given_name",
-    "final_label",  # training label after the final epoch
+    "final_label",  # training label after the final epoch (0-based class index)
     "final_name",
     "final_state",  # undecided / kept / pruned / corrected at the final epoch
     "first_pruned_epoch",  # 1-based; empty when never pruned
@@ -60,15 +89,22 @@ LEDGER_COLUMNS = (
     "final_weight",  # the last recorded weight
     "final_delta_p",
     "final_score",
+    "given_input",  # given_label as the input annotation writes it (DFEW: 1-based id; FERV39k,
+    "final_input",  # MAFW: the emotion name; csv: as the file writes it; list: 0-based index)
 )
 LIST_FORMAT_DATASETS = ("list", "synthdfer")
 FLAG_COLUMN = "pruned"
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path | None = None, *, flag_pruned: bool = False
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    flag_pruned: bool = False,
+    issues: int | None = None,
 ) -> dict[str, Path]:
-    """Write the cleaned training annotation and the per-sample ledger table of a run.
+    """Write the cleaned training annotation, the per-sample ledger table and the ranked
+    issues list of a run.
 
     Args:
         run_dir: the run folder (needs ``config.yaml`` and ``ledger.npz``, and the run's
@@ -77,11 +113,13 @@ def export_run(
             dataset folder.
         flag_pruned: keep pruned rows, flagged (a comment line in list files, a ``pruned``
             column in csv files), instead of removing them.
+        issues: rows of ``issues.csv`` (the most suspicious first); None: every sample.
 
     Returns:
         The files written: ``annotation`` (more than one annotation file:
         ``annotation_1``, ``annotation_2`` …), ``ledger_csv``, ``ledger_parquet`` (when
-        pyarrow is importable) and ``summary`` (``export.json``).
+        pyarrow is importable), ``issues``, ``skipped`` (when the run skipped rows) and
+        ``summary`` (``export.json``).
 
     Raises:
         RunFolderError: not a run folder, the data is unreadable or no longer matches the
@@ -95,63 +133,139 @@ def export_run(
     out = Path(out_dir) if out_dir is not None else run.path / "export"
     _check_out_dir(out, split, run.path)
     out.mkdir(parents=True, exist_ok=True)
-
-    ledger = run.ledger
-    state = ledger.column("state")[-1]
-    final = ledger.column("label")[-1].astype(np.int64)
-    score = ledger.column("score")[-1]
-    weight = last_recorded(ledger.column("weight"))
-    decisions = {
-        "pruned": state == PRUNED,
-        "label": final,
-        "score": score,
-        "weight": weight,
-    }
-
+    skipped_lines = read_skipped(run.path)
+    decisions = _decisions(run.ledger, split.samples, skipped_lines)
     kind = _annotation_kind(run, split)
-    counts = {"rows_removed": 0, "rows_flagged": 0, "rows_not_in_run": 0}
-    kind, written = _write_annotations(kind, split, out, decisions, names, flag_pruned, counts)
-
+    counts = {"rows_removed": 0, "rows_flagged": 0, "rows_not_in_run": 0, "rows_skipped": 0}
+    notes: list[str] = []
+    kind, written = _write_annotations(
+        kind, split, out, decisions, names, flag_pruned, counts, notes
+    )
     files: dict[str, Path] = {}
     if len(written) == 1:
         files["annotation"] = written[0]
     else:
         files.update({f"annotation_{i}": p for i, p in enumerate(written, start=1)})
-    table = ledger_table(ledger, split.samples, names)
+    spell = label_speller(kind, names, annotation=_first_annotation(split))
+    files.update(_write_tables(run.ledger, split.samples, names, spell, out, decisions, issues))
+    if skipped_lines:
+        files["skipped"] = out / "skipped.txt"
+        files["skipped"].write_text("\n".join(skipped_lines) + "\n", encoding="utf-8")
+    summary = _summary(run, split, kind, decisions, flag_pruned, counts, written, skipped_lines)
+    summary["notes"], summary["warnings"] = notes, _warnings(summary, decisions)
+    files["summary"] = out / "export.json"
+    files["summary"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return files
+
+
+def _decisions(ledger: Ledger, samples, skipped_lines: list[str]) -> dict[str, np.ndarray]:
+    """Per training sample at the final epoch: ``pruned``, ``label`` (final), ``given``,
+    ``score``, ``weight``, and ``skipped`` (found unreadable during training)."""
+    state = ledger.column("state")[-1]
+    return {
+        "pruned": state == PRUNED,
+        "label": ledger.column("label")[-1].astype(np.int64),
+        "given": ledger.labels.astype(np.int64),
+        "score": ledger.column("score")[-1],
+        "weight": last_recorded(ledger.column("weight")),
+        "skipped": skipped_during_training(samples, skipped_lines),
+    }
+
+
+def skipped_during_training(samples, lines: list[str]) -> np.ndarray:
+    """``(N,)`` bool: samples whose ``source`` begins a ``… (met at epoch E)`` line of
+    ``skipped.txt`` (clips found unreadable during training)."""
+    index = {s.source: i for i, s in enumerate(samples) if s.source}
+    out = np.zeros(len(samples), dtype=bool)
+    for line in lines:
+        if not (line.endswith(")") and "(met at epoch " in line):
+            continue
+        at = line.find(": ")
+        while at != -1:
+            i = index.get(line[:at])
+            if i is not None:
+                out[i] = True
+                break
+            at = line.find(": ", at + 1)
+    return out
+
+
+def _first_annotation(split) -> str | None:
+    files = [s.source.rpartition(":")[0] for s in split.samples[:1]]
+    return files[0] if files and files[0] else None
+
+
+def _write_tables(ledger, samples, names, spell, out: Path, decisions, issues) -> dict[str, Path]:
+    """``ledger.csv`` (and ``ledger.parquet``) and ``issues.csv``."""
+    files: dict[str, Path] = {}
+    table = ledger_table(ledger, samples, names, spell=spell)
     files["ledger_csv"] = write_ledger_csv(table, out / "ledger.csv")
     parquet = write_ledger_parquet(table, out / "ledger.parquet")
     if parquet is not None:
         files["ledger_parquet"] = parquet
-    summary = {
+    ranked = issues_table(ledger, samples, names, spell, limit=issues, skipped=decisions["skipped"])
+    files["issues"] = write_issues_csv(ranked, out / "issues.csv")
+    return files
+
+
+def _summary(run, split, kind, decisions, flag_pruned, counts, written, skipped_lines) -> dict:
+    state_pruned = decisions["pruned"]
+    corrected = run.ledger.column("state")[-1] == CORRECTED
+    met = [line for line in skipped_lines if line.endswith(")") and "(met at epoch " in line]
+    return {
         "run": str(run.path.resolve()),
         "dataset": run.config.data.dataset,
         "format": kind,
-        "epoch": ledger.num_epochs,
-        "samples": int(len(state)),
-        "pruned": int((state == PRUNED).sum()),
-        "corrected": int((state == CORRECTED).sum()),
+        "epoch": run.ledger.num_epochs,
+        "samples": int(len(state_pruned)),
+        "pruned": int(state_pruned.sum()),
+        "corrected": int(corrected.sum()),
+        "kept_rows": int((~state_pruned & ~decisions["skipped"]).sum()),
         "flag_pruned": flag_pruned,
         **counts,
-        "class_names": list(names),
+        "skipped": len(skipped_lines),
+        "skipped_during_training": len(met),
+        "class_names": list(split.class_names),
         "source_annotation": sorted(
             {s.source.rpartition(":")[0] for s in split.samples if s.source.rpartition(":")[0]}
         ),
         "annotation": [str(p.resolve()) for p in written],
         "data": _train_with(run, split, written, kind),
     }
-    files["summary"] = out / "export.json"
-    files["summary"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    return files
 
 
-def _write_annotations(kind, split, out, decisions, names, flag_pruned, counts):
+def _warnings(summary: dict, decisions) -> list[str]:
+    """What the user must know about the export: an empty cleaned annotation, rows left out
+    as bad input."""
+    out = []
+    if summary["kept_rows"] == 0:
+        out.append(
+            f"the cleaned annotation has no usable row: all {summary['samples']} training "
+            f"samples were pruned (or skipped) at epoch {summary['epoch']}; the purifier "
+            "kept nothing, so this file cannot train a model (look at the run's report)"
+        )
+    if summary["skipped"]:
+        out.append(
+            f"{summary['skipped']} row(s) were skipped as bad input "
+            f"({summary['skipped_during_training']} of them unreadable during training) and "
+            "are not in the cleaned annotation; they are listed in skipped.txt"
+        )
+    return out
+
+
+def _write_annotations(kind, split, out, decisions, names, flag_pruned, counts, notes):
     """Write the cleaned annotation file(s) in the input's format (one per source file);
     returns ``(format, files written)``."""
     groups = _group_by_file(split.samples) if kind != "converted" else None
     if groups is None:
         path = out / "train_list.txt"
         _refuse_original(path, split)
-        _write_converted(path, split.samples, decisions, flag_pruned, counts)
+        _write_converted(path, split, decisions, flag_pruned, counts)
+        notes.append(
+            f"the {split.name} training data has no row-level annotation file to edit (a "
+            "folder tree or another layout): it was written as a list file (path "
+            "num_frames label, 0-based labels) with each clip's real frame count"
+        )
         return "converted", [path]
     written, used = [], set()
     for number, (source_file, rows) in enumerate(groups.items(), start=1):
@@ -161,25 +275,62 @@ def _write_annotations(kind, split, out, decisions, names, flag_pruned, counts):
         used.add(name)
         path = out / name
         _refuse_original(path, split)
-        if kind == "list":
-            _write_list(Path(source_file), path, rows, split.samples, decisions, flag_pruned, counts)
-        else:
-            _write_csv(
-                Path(source_file), path, rows, split.samples, decisions, names, flag_pruned,
-                counts, dfew=kind == "dfew",
-            )  # fmt: skip
+        _write_one(kind, Path(source_file), path, rows, split.samples, decisions, names,
+                   flag_pruned, counts)  # fmt: skip
         written.append(path)
+    if kind == "mafw":
+        written += _write_mafw_labels(split, out, decisions, notes)
     return kind, written
+
+
+def _write_one(kind, source, path, rows, samples, decisions, names, flag_pruned, counts) -> None:
+    """Rewrite one annotation file of ``kind`` into ``path``."""
+    if kind == "list":
+        _write_list(source, path, rows, samples, decisions, flag_pruned, counts)
+    elif kind == "ferv39k":
+        rewrite_rows(source, path, rows, decisions, flag_pruned, counts,
+                     token=ferv39k_token, header=ferv39k_header)  # fmt: skip
+    elif kind == "mafw":
+        rewrite_rows(source, path, rows, decisions, flag_pruned, counts,
+                     token=mafw_token, header=mafw_header)  # fmt: skip
+    else:
+        _write_csv(source, path, rows, samples, decisions, names, flag_pruned, counts,
+                   dfew=kind == "dfew")  # fmt: skip
+
+
+def _write_mafw_labels(split, out: Path, decisions, notes: list[str]) -> list[Path]:
+    """A cleaned copy of the ``single_label.txt`` the run read (the training clips with
+    their final labels), so that it agrees with the cleaned split file."""
+    split_files = {s.source.rpartition(":")[0] for s in split.samples}
+    label_files = [Path(f) for f in split.annotation_files if f not in split_files]
+    if not label_files:
+        return []
+    final = {
+        s.meta["video_id"]: int(decisions["label"][i])
+        for i, s in enumerate(split.samples)
+        if "video_id" in s.meta
+    }
+    path = out / label_files[0].name
+    _refuse_original(path, split)
+    changed = rewrite_label_file(label_files[0], path, final)
+    notes.append(
+        f"{path.name} is a copy of {label_files[0]} with the final labels of the training "
+        f"clips ({changed} row(s) relabelled): load the cleaned split file with "
+        f"label_file={str(path.resolve())!r}, or the original labels would disagree with it"
+    )
+    return [path]
 
 
 # ------------------------------------------------------------------------------ the table
 
 
-def ledger_table(ledger: Ledger, samples, class_names) -> dict[str, list]:
+def ledger_table(ledger: Ledger, samples, class_names, *, spell=str) -> dict[str, list]:
     """The per-sample history of a ledger as columns (:data:`LEDGER_COLUMNS`).
 
     Epochs are 1-based; an epoch that never happened is None; a value never recorded is
-    NaN. ``samples`` gives the paths and sources (``len(samples) == N``).
+    NaN. ``samples`` gives the paths and sources (``len(samples) == N``). Labels are
+    0-based class indices, and also written as the input writes them (``spell(k)``, in
+    ``given_input`` and ``final_input``: DFEW's 1-based ids, FERV39k and MAFW names).
     """
     n = len(ledger.labels)
     if len(samples) != n:
@@ -194,15 +345,6 @@ def ledger_table(ledger: Ledger, samples, class_names) -> dict[str, list]:
     prev_label = np.vstack([given[None, :], label[:-1]])
     changed = (pruned != prev_pruned) | (label != prev_label)  # (E, N)
 
-    def first(mask):
-        any_ = mask.any(axis=0)
-        return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
-
-    def last(mask):
-        any_ = mask.any(axis=0)
-        e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
-        return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
-
     finite = np.isfinite(weight)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_w = np.where(
@@ -216,6 +358,9 @@ def ledger_table(ledger: Ledger, samples, class_names) -> dict[str, list]:
     def name(k):
         return class_names[k] if 0 <= k < len(class_names) else str(k)
 
+    def written(k):
+        return spell(k) if 0 <= k < len(class_names) else str(k)
+
     return {
         "index": list(range(n)),
         "path": [s.path for s in samples],
@@ -225,16 +370,31 @@ def ledger_table(ledger: Ledger, samples, class_names) -> dict[str, list]:
         "final_label": final_label.tolist(),
         "final_name": [name(int(k)) for k in final_label],
         "final_state": [STATE_NAMES.get(int(s), str(int(s))) for s in final_state],
-        "first_pruned_epoch": first(pruned),
-        "first_corrected_epoch": first(corrected),
-        "last_change_epoch": last(changed),
+        "first_pruned_epoch": _first_epoch(pruned),
+        "first_corrected_epoch": _first_epoch(corrected),
+        "last_change_epoch": _last_epoch(changed),
         "epochs_pruned": pruned.sum(axis=0).tolist(),
         "epochs_corrected": corrected.sum(axis=0).tolist(),
         "mean_weight": mean_w.tolist(),
         "final_weight": last_recorded(weight).tolist(),
         "final_delta_p": ledger.column("delta_p")[-1].astype(np.float64).tolist(),
         "final_score": ledger.column("score")[-1].astype(np.float64).tolist(),
+        "given_input": [written(int(k)) for k in given],
+        "final_input": [written(int(k)) for k in final_label],
     }
+
+
+def _first_epoch(mask: np.ndarray) -> list[int | None]:
+    """Per column of an ``(E, N)`` mask: the first 1-based epoch where it holds, or None."""
+    any_ = mask.any(axis=0)
+    return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
+
+
+def _last_epoch(mask: np.ndarray) -> list[int | None]:
+    """Per column of an ``(E, N)`` mask: the last 1-based epoch where it holds, or None."""
+    any_ = mask.any(axis=0)
+    e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
+    return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
 
 
 def write_ledger_csv(table: dict[str, list], path: str | Path) -> Path:
@@ -279,8 +439,10 @@ def _annotation_kind(run: RunFolder, split) -> str:
         return "list"
     if name == "ferv39k" and run.config.data.options.get("list_file"):
         return "list"
-    if name in ("csv", "dfew"):
+    if name in ("csv", "dfew", "mafw"):
         return name
+    if name == "ferv39k" and split.annotation_files:  # the official split files
+        return "ferv39k"
     return "converted"
 
 
@@ -323,11 +485,6 @@ def _refuse_original(path: Path, split) -> None:
         raise RunFolderError(f"{path}: this is an original annotation file; export elsewhere")
 
 
-def _flag_comment(i: int, decisions: dict) -> str:
-    score, weight = decisions["score"][i], decisions["weight"][i]
-    return f"# d2sp: pruned (score {float(score):.4f}, weight {float(weight):.4f}): next row\n"
-
-
 def _write_list(source, path, rows, samples, decisions, flag_pruned, counts) -> None:
     """Rewrite a list file row by row: same rows, absolute paths, final labels."""
     lines = source.read_text(encoding="utf-8").splitlines()
@@ -342,32 +499,51 @@ def _write_list(source, path, rows, samples, decisions, flag_pruned, counts) -> 
             else:
                 out.append(line + "\n")
             continue
+        fate = row_fate(i, decisions, flag_pruned, counts)
+        if fate == "removed":
+            continue
+        if fate == "skipped":
+            out.append(skip_comment(text))
+            continue
         parts = text.split()
         num_frames = parts[-2] if len(parts) >= 3 else str(samples[i].num_frames or 0)
         label = int(decisions["label"][i])
-        row = f"{os.path.abspath(samples[i].path)} {num_frames} {label}\n"
-        if decisions["pruned"][i]:
-            if not flag_pruned:
-                counts["rows_removed"] += 1
-                continue
-            counts["rows_flagged"] += 1
-            out.append(_flag_comment(i, decisions))
-        out.append(row)
+        if fate == "flagged":
+            out.append(flag_comment(i, decisions))
+        out.append(f"{os.path.abspath(samples[i].path)} {num_frames} {label}\n")
     path.write_text("".join(out), encoding="utf-8")
 
 
-def _write_converted(path, samples, decisions, flag_pruned, counts) -> None:
-    """A list file of every sample (the source layout has no row-level file to edit)."""
+def frame_count(sample) -> int | None:
+    """The real frame count of a sample's clip (its folder listing or its video's count);
+    None when the clip cannot be read."""
+    if sample.num_frames:
+        return int(sample.num_frames)
+    try:
+        if is_video(sample.path):
+            return VideoSource().num_frames(sample.path)
+        return len(list_frames(sample.path))
+    except DataError:
+        return None
+
+
+def _write_converted(path, split, decisions, flag_pruned, counts) -> None:
+    """A list file of every sample (the source layout has no row-level file to edit), with
+    each clip's real frame count."""
     out = []
-    for i, s in enumerate(samples):
-        row = f"{os.path.abspath(s.path)} {s.num_frames or 0} {int(decisions['label'][i])}\n"
-        if decisions["pruned"][i]:
-            if not flag_pruned:
-                counts["rows_removed"] += 1
-                continue
-            counts["rows_flagged"] += 1
-            out.append(_flag_comment(i, decisions))
-        out.append(row)
+    for i, s in enumerate(split.samples):
+        fate = row_fate(i, decisions, flag_pruned, counts)
+        if fate == "removed":
+            continue
+        n = frame_count(s)
+        row = f"{os.path.abspath(s.path)} {n if n is not None else 0} {int(decisions['label'][i])}"
+        if fate == "skipped" or n is None:
+            counts["rows_skipped"] += int(fate != "skipped")
+            out.append(skip_comment(row))
+            continue
+        if fate == "flagged":
+            out.append(flag_comment(i, decisions))
+        out.append(row + "\n")
     path.write_text("".join(out), encoding="utf-8")
 
 
@@ -397,16 +573,15 @@ def _write_csv(source, path, rows, samples, decisions, names, flag_pruned, count
                 if any(cell.strip() for cell in row):
                     counts["rows_not_in_run"] += 1
                 continue
-            pruned = bool(decisions["pruned"][i])
-            if pruned and not flag_pruned:
-                counts["rows_removed"] += 1
+            fate = row_fate(i, decisions, flag_pruned, counts)
+            if fate in ("removed", "skipped"):
                 continue
+            pruned = fate == "flagged"
             row = list(row)
             row[il] = _label_cell(row[il], int(decisions["label"][i]), names, dfew=dfew)
             if ip is not None:
                 row[ip] = os.path.abspath(samples[i].path)
             if flag_pruned:
-                counts["rows_flagged"] += int(pruned)
                 row.append("1" if pruned else "0")
             out_rows.append(row)
     with open(path, "w", encoding="utf-8", newline="") as f:

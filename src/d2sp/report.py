@@ -104,6 +104,7 @@ def render_report(run: RunFolder) -> str:
         _section_distributions(run),
         _section_classes(run),
         _section_truth(run, truth),
+        _section_skipped(run),
         _section_gallery(run, split, truth, kind="pruned"),
         _section_gallery(run, split, truth, kind="corrected"),
     ]
@@ -258,6 +259,7 @@ def _section_overview(run: RunFolder):
         ("best UAR", _pct(best.get("uar"))),
         ("training clips", str(n) if n is not None else "–"),
         ("pruned (final)", str(counts.get("pruned", "–"))),
+        ("skipped rows", str(s["skipped"]) if "skipped" in s else "–"),
         ("corrected (final)", str(counts.get("corrected", "–"))),
         ("epochs", f"{len(m)}/{cfg.optim.epochs}"),
         ("time", f"{seconds / 60:.1f} min" if seconds else "–"),
@@ -319,24 +321,48 @@ def _section_config(run: RunFolder):
     return "config", "Config", table + full
 
 
+def curve_series(metrics: list[dict]) -> dict[str, np.ndarray]:
+    """``(E,)`` arrays of the curves: ``epoch``, ``loss``, ``train_acc``, ``war``, ``uar``
+    and ``untrained`` (bool). An epoch that trained no sample (every sample pruned) has no
+    loss or training accuracy (NaN), but it was still evaluated: WAR and UAR go on."""
+    untrained = np.array([not r.get("trained", 1) for r in metrics], dtype=bool)
+
+    def series(key, *, trained_only: bool):
+        values = np.array([float(r.get(key, float("nan"))) for r in metrics], dtype=float)
+        return np.where(untrained, np.nan, values) if trained_only else values
+
+    return {
+        "epoch": np.array([r.get("epoch", i + 1) for i, r in enumerate(metrics)]),
+        "loss": series("loss", trained_only=True),
+        "train_acc": series("train_acc", trained_only=True),
+        "war": series("war", trained_only=False),
+        "uar": series("uar", trained_only=False),
+        "untrained": untrained,
+    }
+
+
+def _epoch_ranges(epochs: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive ``epochs`` where ``mask`` holds, as ``(first, last)``."""
+    out: list[tuple[int, int]] = []
+    for e, m in zip(epochs.tolist(), mask.tolist(), strict=True):
+        if m and out and out[-1][1] == e - 1:
+            out[-1] = (out[-1][0], e)
+        elif m:
+            out.append((e, e))
+    return out
+
+
 def _section_curves(run: RunFolder):
-    m = run.metrics
-    epochs = np.array([r.get("epoch", i + 1) for i, r in enumerate(m)])
-
-    def series(key):
-        # an epoch that trained no sample (everything pruned) has no loss or accuracy
-        return np.array(
-            [float(r.get(key, float("nan"))) if r.get("trained", 1) else float("nan") for r in m]
-        )
-
+    c = curve_series(run.metrics)
+    epochs, gaps = c["epoch"], _epoch_ranges(c["epoch"], c["untrained"])
     fig = _figure(13, 3.4)
     axes = fig.subplots(1, 3)
-    axes[0].plot(epochs, series("loss"), marker=".", color="#333")
+    axes[0].plot(epochs, c["loss"], marker=".", color="#333")
     axes[0].set_title("training loss")
-    axes[1].plot(epochs, 100 * series("train_acc"), marker=".", color="#333")
+    axes[1].plot(epochs, 100 * c["train_acc"], marker=".", color="#333")
     axes[1].set_title("training accuracy (%) on trained samples")
-    axes[2].plot(epochs, 100 * series("war"), marker=".", label="WAR")
-    axes[2].plot(epochs, 100 * series("uar"), marker=".", label="UAR")
+    axes[2].plot(epochs, 100 * c["war"], marker=".", label="WAR")
+    axes[2].plot(epochs, 100 * c["uar"], marker=".", label="UAR")
     best = _best_epoch(run)
     if best:
         axes[2].axvline(best, color="#c44", linewidth=0.8, linestyle="--", label="best epoch")
@@ -345,13 +371,59 @@ def _section_curves(run: RunFolder):
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        _warmup_line(ax, run.config, len(m))
+        if len(epochs):
+            ax.set_xlim(0.5, max(int(epochs.max()), run.config.optim.epochs) + 0.5)
+        for first, last in gaps:
+            ax.axvspan(first - 0.5, last + 0.5, color="#d33", alpha=0.07, linewidth=0)
+        _warmup_line(ax, run.config, len(run.metrics))
     caption = (
         '<p class="muted">Grey band: warm-up epochs (every sample trained, no decision). '
         "Training accuracy is on the samples trained that epoch, against their training "
         "labels.</p>"
     )
+    if gaps:
+        spans = ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in gaps)
+        caption += (
+            f'<p class="note">Red band: epoch(s) {spans} trained no sample (every sample '
+            "pruned): no training loss or accuracy there; the model was still evaluated.</p>"
+        )
     return "curves", "Training curves", _png(fig, alt="training curves") + caption
+
+
+SKIPPED_SHOWN = 500
+
+
+def read_skipped(run_dir: Path) -> list[str]:
+    """The lines of a run's ``skipped.txt`` (``"file:row: reason"``; ``… (met at epoch E)``
+    for a clip found unreadable during training); empty when there is none."""
+    path = Path(run_dir) / "skipped.txt"
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _section_skipped(run: RunFolder):
+    lines = read_skipped(run.path)
+    if not lines:
+        return "skipped", "", ""
+    met = [line for line in lines if line.endswith(")") and "(met at epoch " in line]
+    head = (
+        f"<p>{len(lines)} row(s) skipped as bad input (<code>data.skip_bad</code>): "
+        f"{len(lines) - len(met)} when the data was read, {len(met)} met unreadable during "
+        "training (left out from then on). None of them was trained on or tested; they "
+        f"are listed in <code>{html.escape(str(run.path / 'skipped.txt'))}</code>.</p>"
+    )
+    rows = [
+        [str(i), html.escape(line), "training" if line in met else "loading"]
+        for i, line in enumerate(lines[:SKIPPED_SHOWN], start=1)
+    ]
+    more = (
+        f'<p class="muted">… and {len(lines) - SKIPPED_SHOWN} more.</p>'
+        if len(lines) > SKIPPED_SHOWN
+        else ""
+    )
+    table = _table(["#", "row: reason", "found"], rows, left=2)
+    return "skipped", "Skipped rows", head + table + more
 
 
 def _section_confusion(run: RunFolder):

@@ -5,7 +5,9 @@
 
 Pruned rows are removed (``--flag-pruned``: kept and flagged) and corrected labels
 applied, in the annotation's own format; ``ledger.csv`` (and ``ledger.parquet`` with
-pyarrow) has one row per training sample. The dataset folder is never written.
+pyarrow) has one row per training sample; ``issues.csv`` ranks the samples most suspicious
+first with a suggested label (``--issues N``: the first N); ``skipped.txt`` lists the rows
+the run skipped as bad input. The dataset folder is never written.
 """
 
 from __future__ import annotations
@@ -24,20 +26,29 @@ def export(
     flag_pruned: bool = typer.Option(
         False, "--flag-pruned", help="Keep pruned rows, flagged, instead of removing them"
     ),
+    issues: int = typer.Option(
+        None, "--issues", min=0, help="Rows of issues.csv, most suspicious first [all]"
+    ),
 ) -> None:
-    """Export the cleaned annotation (pruned rows out, labels corrected) and ledger.csv."""
+    """Export the cleaned annotation (pruned rows out, labels corrected), ledger.csv and the
+    ranked issues list (issues.csv)."""
     from d2sp.export import export_run
     from d2sp.runs import RunFolderError
 
     try:
-        files = export_run(run_dir, out, flag_pruned=flag_pruned)
-    except (RunFolderError, OSError) as e:
+        files = export_run(run_dir, out, flag_pruned=flag_pruned, issues=issues)
+    except (RunFolderError, ValueError, OSError) as e:
         fail(str(e))
     summary = json.loads(files["summary"].read_text(encoding="utf-8"))
     action = "flagged" if flag_pruned else "removed"
     console.print(
         f"{summary['samples']} samples: {summary['pruned']} pruned ({action}), "
-        f"{summary['corrected']} corrected (epoch {summary['epoch']})"
+        f"{summary['corrected']} corrected (epoch {summary['epoch']}), "
+        f"{summary['skipped']} skipped as bad input"
     )
+    for line in summary.get("notes", []):
+        console.print(f"note: {line}", soft_wrap=True)
+    for line in summary.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     for key, path in files.items():
         console.print(f"  {key}: {path}", soft_wrap=True)

@@ -63,5 +63,6 @@ def train(
     console.print(
         f"[bold]{cfg.name}[/]: WAR {100 * result.war:.2f}  UAR {100 * result.uar:.2f}  "
         f"(best WAR {100 * result.best_war:.2f} at epoch {result.best_epoch})  "
-        f"pruned {result.pruned}  corrected {result.corrected}  -> {result.run_dir}"
+        f"pruned {result.pruned}  corrected {result.corrected}  skipped {result.skipped}  "
+        f"-> {result.run_dir}"
     )

@@ -28,7 +28,7 @@ from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_fi
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, dfew_label
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 
@@ -62,7 +62,7 @@ def find_frames_dir(root: Path, frames: str) -> Path:
 
 def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sample]:
     """Rows of a DFEW split csv as samples (labels mapped to the DFER order)."""
-    samples, keys = [], []
+    samples = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -87,7 +87,6 @@ def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sam
                 problems.report(where, str(e))
                 continue
             video_id = f"{int(name):05d}"
-            keys.append((video_id, where))
             samples.append(
                 Sample(
                     path=str(frames_dir / video_id),
@@ -96,8 +95,7 @@ def read_split_csv(path: Path, frames_dir: Path, problems: Problems) -> list[Sam
                     meta={"video_id": video_id},
                 )
             )
-    check_unique(keys)
-    return samples
+    return drop_duplicates(samples, [s.meta["video_id"] for s in samples], problems)
 
 
 @register_dataset("dfew")
@@ -117,8 +115,11 @@ def dfew(
     Args:
         frames: folder of the per-clip frame folders, under ``root`` or ``root/Clip``
             (``clip_224x224``, ``clip_112x112``, ``clip_224x224_16f``, ``data``) or absolute.
-        split_file: the split csv instead of the official one; ``{split}`` and ``{fold}``
-            are filled in; relative to ``root``.
+        split_file: the split csv instead of the official one, relative to ``root``;
+            ``{split}`` becomes ``train``/``test`` and ``{fold}`` the fold number, e.g.
+            ``"my_{split}_{fold}.csv"``. Without ``{split}`` one file serves both splits:
+            the trainer refuses that (the test figures would be on training data) unless
+            ``data.allow_shared_test=true``.
         check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
     """

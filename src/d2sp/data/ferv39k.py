@@ -29,7 +29,7 @@ from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, FERV39K_EMOTIONS, ferv39k_label
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 _EMOTIONS_LOWER = {e.lower() for e in FERV39K_EMOTIONS}
@@ -54,7 +54,7 @@ def find_split_file(root: Path, split: str) -> Path | None:
 
 def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sample]:
     """Rows ``<Scene>/<Emotion>/<id> <Emotion>`` of an official split file."""
-    samples, keys = [], []
+    samples = []
     with open(path, encoding="utf-8-sig") as f:
         for row, line in enumerate(f, start=1):
             text = line.strip()
@@ -77,7 +77,6 @@ def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sam
             except ValueError as e:
                 problems.report(where, str(e))
                 continue
-            keys.append((rel, where))
             samples.append(
                 Sample(
                     path=str(clips_dir / rel),
@@ -86,8 +85,8 @@ def read_split_file(path: Path, clips_dir: Path, problems: Problems) -> list[Sam
                     meta={"scene": scene, "video_id": f"{scene}/{folder_emotion}/{clip_id}"},
                 )
             )
-    check_unique(keys)
-    return samples
+    keys = [Path(s.path).relative_to(clips_dir).as_posix() for s in samples]
+    return drop_duplicates(samples, keys, problems)
 
 
 def scan_split_tree(base: Path, problems: Problems) -> list[Sample]:
@@ -115,6 +114,16 @@ def scan_split_tree(base: Path, problems: Problems) -> list[Sample]:
     return samples
 
 
+def read_ferv39k_list(path: Path, root: Path, problems: Problems) -> list[Sample]:
+    """Rows of a list-format FERV39k annotation, scenes from the clip paths."""
+    samples = read_list_file(path, root=root, num_classes=len(DFER_CLASSES), on_error=problems.report)
+    for s in samples:
+        scene = scene_of(s.path)
+        if scene is not None:
+            s.meta["scene"] = scene
+    return drop_duplicates(samples, [s.path for s in samples], problems)
+
+
 @register_dataset("ferv39k")
 def ferv39k(
     *,
@@ -132,8 +141,12 @@ def ferv39k(
 
     Args:
         fold: must be None (FERV39k has one official split).
-        list_file: a list-format annotation (``{split}`` filled in), relative to ``root``.
-        split_file: an official-format split file instead of ``{split}_All.csv``.
+        list_file: a list-format annotation, relative to ``root``; ``{split}`` becomes
+            ``train``/``test``, e.g. ``"FERV39k_{split}.txt"``.
+        split_file: an official-format split file instead of ``{split}_All.csv``
+            (``{split}`` filled in the same way). Without ``{split}`` in ``list_file`` or
+            ``split_file`` one file serves both splits: the trainer refuses that (the test
+            figures would be on training data) unless ``data.allow_shared_test=true``.
         frames: folder of ``<Scene>/<Emotion>/<id>/`` under ``root``.
         check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
@@ -144,16 +157,8 @@ def ferv39k(
     clips_dir = root / frames if (root / frames).is_dir() else root
     if list_file is not None:
         path = resolve_file(format_name(list_file, split=split, fold=None), root, what="ferv39k")
-        samples = read_list_file(
-            path, root=root, num_classes=len(DFER_CLASSES), on_error=problems.report
-        )
-        for s in samples:
-            scene = scene_of(s.path)
-            if scene is not None:
-                s.meta["scene"] = scene
-        check_unique((s.path, s.source) for s in samples)
-        annotation = str(path)
-        files = [annotation]
+        samples = read_ferv39k_list(path, root, problems)
+        annotation, files = str(path), [str(path)]
     else:
         path = (
             resolve_file(format_name(split_file, split=split, fold=None), root, what="ferv39k")

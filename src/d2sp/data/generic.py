@@ -12,8 +12,11 @@
 
 Files: ``list_file=`` / ``csv_file=`` for any split, or ``train_list=``/``test_list=``
 (``train_csv=``/``test_csv=``) per split; ``{split}`` and ``{fold}`` are filled in, so
-``list_file="DFEW_set_{fold}_{split}.txt"`` serves both splits of every fold. Annotation
-files and relative clip paths are resolved against ``root``.
+``list_file="DFEW_set_{fold}_{split}.txt"`` serves both splits of every fold. Without
+``{split}`` (and without ``train_…``/``test_…``) one file serves both splits: the trainer
+refuses that (the test figures would be on training data) unless
+``data.allow_shared_test=true``. Annotation files and relative clip paths are resolved
+against ``root``.
 
 Classes: ``class_names=`` (a sequence or a comma-separated string) or ``num_classes=``
 (default 7: the DFER names; 11: the MAFW names; other K: ``class_0`` …).
@@ -31,7 +34,7 @@ from d2sp.data.common import DatasetSplit, format_name, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import class_index, default_class_names
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
 
@@ -69,7 +72,7 @@ def pick_file(
 
 
 def _finish(name, root, split, fold, samples, problems, path, classes, check, workers):
-    check_unique((os.path.normpath(s.path), s.source) for s in samples)
+    samples = drop_duplicates(samples, [os.path.normpath(s.path) for s in samples], problems)
     samples = check_clips(samples, problems, check=check, workers=workers)
     require_samples(samples, problems, annotation=str(path))
     return DatasetSplit(

@@ -27,6 +27,8 @@ disgust, fear, contempt, anxiety, helplessness, disappointment.
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2sp.data.annotations import Sample
@@ -34,7 +36,13 @@ from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_fi
 from d2sp.data.frames import DataError
 from d2sp.data.labels import MAFW_CLASSES, mafw_label
 from d2sp.data.registry import register_dataset
-from d2sp.data.validate import Problems, check_clips, check_unique, require_samples
+from d2sp.data.validate import (
+    DataWarning,
+    Problems,
+    check_clips,
+    drop_duplicates,
+    require_samples,
+)
 from d2sp.data.video import AutoSource
 
 MEDIA = ("frames", "video")
@@ -61,27 +69,55 @@ def _rows(path: Path):
             yield where, stem, label
 
 
-def read_label_file(path: Path, problems: Problems) -> dict[str, tuple[int, str]]:
-    """``single_label.txt`` -> ``{clip id: (label index, "file:row")}``."""
-    labels: dict[str, tuple[int, str]] = {}
+@dataclass
+class LabelFile:
+    """What ``single_label.txt`` says, checked row by row.
+
+    A bad row only matters to a fold that uses its clip, so its problem is kept per clip
+    (``problems``) and reported by the split row that asks for the clip.
+
+    Attributes:
+        labels: ``{clip id: (label index, "file:row")}`` of the usable rows.
+        problems: ``{clip id: reason}`` of clips whose rows cannot be used (an unknown
+            emotion, no emotion, or more than one row: every row of it is named).
+        stray: ``"file:row: reason"`` of rows that name no readable clip id (no fold can
+            use them; a DataWarning).
+    """
+
+    labels: dict[str, tuple[int, str]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    stray: list[str] = field(default_factory=list)
+
+
+def read_label_file(path: Path) -> LabelFile:
+    """``single_label.txt`` -> :class:`LabelFile` (nothing raised for a bad row)."""
+    out = LabelFile()
+    rows: dict[str, list[str]] = {}
     for where, clip, label in _rows(path):
         if clip is None:
-            problems.report(where, label)
+            out.stray.append(f"{where}: {label}")
             continue
+        rows.setdefault(clip, []).append(where)
         if label is None:
-            problems.report(where, f"expected '<id>.mp4 <emotion>', got only {clip!r}")
+            reason = f"expected '<id>.mp4 <emotion>', got only {clip!r}"
+            out.problems.setdefault(clip, f"{where}: {reason}")
             continue
         try:
             y = mafw_label(label)
         except ValueError as e:
             if where.endswith(":1") and not clip.isdigit():
+                rows.pop(clip)
                 continue  # a header line
-            problems.report(where, str(e))
+            out.problems.setdefault(clip, f"{where}: {e}")
             continue
-        if clip in labels:
-            raise DataError(f"{where}: duplicate clip {clip!r} (first at {labels[clip][1]})")
-        labels[clip] = (y, where)
-    return labels
+        out.labels.setdefault(clip, (y, where))
+    for clip, at in rows.items():
+        if len(at) > 1:
+            out.problems[clip] = f"duplicate clip {clip!r}: {len(at)} rows ({', '.join(at)})"
+            out.labels.pop(clip, None)
+    for clip in out.problems:
+        out.labels.pop(clip, None)
+    return out
 
 
 def find_split_file(root: Path, split: str, fold: int) -> Path:
@@ -127,13 +163,16 @@ def _media_dir(root: Path, media: str, frames: str, videos: str) -> Path:
     return media_dir
 
 
-def _row_label(where: str, clip, label, labels: dict, label_file, problems) -> int | None:
+def _row_label(where: str, clip, label, table: LabelFile, label_file, problems) -> int | None:
     """The 0-based label of a split row (its own, checked against the label file, or the
     label file's); None (reported to ``problems``) when the row cannot be used."""
     if clip is None:
         problems.report(where, label)
         return None
-    known = labels.get(clip)
+    if clip in table.problems:
+        problems.report(where, f"the label file cannot label it: {table.problems[clip]}")
+        return None
+    known = table.labels.get(clip)
     if label is not None:
         try:
             y = mafw_label(label)
@@ -152,9 +191,37 @@ def _row_label(where: str, clip, label, labels: dict, label_file, problems) -> i
     problems.report(
         where,
         f"clip {clip!r} has no label here and none in "
-        f"{label_file if labels else 'a label file (single_label.txt not found)'}",
+        f"{label_file if table.labels else 'a label file (single_label.txt not found)'}",
     )
     return None
+
+
+def _read_rows(path, media_dir, media, table, label_file, problems) -> list[Sample]:
+    """The samples of a split file's rows (duplicates dropped or raised)."""
+    samples = []
+    for where, clip, label in _rows(path):
+        y = _row_label(where, clip, label, table, label_file, problems)
+        if y is None:
+            continue
+        target = media_dir / clip if media == "frames" else media_dir / f"{clip}.mp4"
+        samples.append(Sample(path=str(target), label=y, source=where, meta={"video_id": clip}))
+    return drop_duplicates(samples, [s.meta["video_id"] for s in samples], problems)
+
+
+def _stray_rows(table: LabelFile, problems: Problems) -> None:
+    """Rows of the label file that name no clip: recorded with ``skip_bad``, else one
+    warning (no fold can use them, so they stop none)."""
+    if not table.stray:
+        return
+    if problems.skip_bad:
+        problems.skipped.extend(table.stray)
+        return
+    warnings.warn(
+        f"{len(table.stray)} row(s) of the label file name no readable clip and are ignored, "
+        f"e.g. {table.stray[0]}",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 @register_dataset("mafw")
@@ -175,9 +242,12 @@ def mafw(
     """MAFW fold ``fold`` (1-5), split ``split``, 11 classes (DFER order, then MAFW's four).
 
     Args:
-        split_file: the fold's split file instead of the official one (``{split}`` and
-            ``{fold}`` filled in; relative to ``root``); with no ``{fold}`` in it, ``fold``
-            may be None.
+        split_file: the fold's split file instead of the official one, relative to
+            ``root``; ``{split}`` becomes ``train``/``test`` and ``{fold}`` the fold number,
+            e.g. ``"splits/set_{fold}/{split}.txt"``; with no ``{fold}`` in it, ``fold`` may
+            be None. Without ``{split}`` one file serves both splits: the trainer refuses
+            that (the test figures would be on training data) unless
+            ``data.allow_shared_test=true``.
         label_file: labels of every clip, relative to ``root``; used when present (needed
             when the split rows carry no label). None to ignore it.
         media: ``"frames"`` (folders ``<frames>/<id>/``) or ``"video"`` (``<videos>/<id>.mp4``
@@ -192,19 +262,12 @@ def mafw(
     media_dir = _media_dir(root, media, frames, videos)
     problems = Problems(skip_bad=skip_bad)
     files = [str(path)]
-    labels: dict[str, tuple[int, str]] = {}
+    table = LabelFile()
     if label_file is not None and (root / label_file).is_file():
-        labels = read_label_file(root / label_file, problems)
+        table = read_label_file(root / label_file)
         files.append(str(root / label_file))
-    samples, keys = [], []
-    for where, clip, label in _rows(path):
-        y = _row_label(where, clip, label, labels, label_file, problems)
-        if y is None:
-            continue
-        keys.append((clip, where))
-        target = media_dir / clip if media == "frames" else media_dir / f"{clip}.mp4"
-        samples.append(Sample(path=str(target), label=y, source=where, meta={"video_id": clip}))
-    check_unique(keys)
+        _stray_rows(table, problems)
+    samples = _read_rows(path, media_dir, media, table, label_file, problems)
     samples = check_clips(samples, problems, check=check, workers=workers)
     require_samples(samples, problems, annotation=str(path))
     return DatasetSplit(

@@ -3,7 +3,9 @@
 Every loader sends its rows through :func:`check_clips`. A bad row either raises a
 :class:`~d2sp.data.frames.DataError` naming the annotation file and row, or, with
 ``skip_bad=True``, is dropped and recorded as ``"file:row: reason"`` in the split's
-``skipped`` list. Duplicate clip ids are always an error (:func:`check_unique`).
+``skipped`` list. A clip id given by more than one row is such a bad row too
+(:func:`drop_duplicates`): every row of it is named, and with ``skip_bad`` every row of it is
+skipped (which of them is meant cannot be told).
 
 Check levels (``check=``), and what each costs per clip:
 
@@ -126,15 +128,36 @@ def check_clip(sample: Sample, *, level: str, num_segments: int = 16) -> int | N
 
 
 def check_unique(keys: Iterable[tuple[str, str]]) -> None:
-    """Raise DataError at the first repeated key; ``keys`` are ``(key, "file:row")``.
-
-    Duplicates are an error even with ``skip_bad``: which row is meant is ambiguous.
-    """
+    """Raise DataError at the first repeated key; ``keys`` are ``(key, "file:row")``."""
     seen: dict[str, str] = {}
     for key, where in keys:
         if key in seen:
             raise DataError(f"{where}: duplicate clip {key!r} (first at {seen[key]})")
         seen[key] = where
+
+
+def drop_duplicates(
+    samples: Sequence[Sample], keys: Sequence[str], problems: Problems
+) -> list[Sample]:
+    """The samples whose key (clip id or path, ``keys[i]`` for ``samples[i]``) no other row
+    gives. A repeated key raises at its second row, naming both rows; with ``skip_bad``
+    every row of that key is skipped and recorded, naming the other rows (which of them is
+    meant cannot be told)."""
+    rows: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows.setdefault(key, []).append(i)
+    if not problems.skip_bad:
+        check_unique((key, s.source or s.path) for key, s in zip(keys, samples, strict=True))
+        return list(samples)
+    kept = []
+    for i, (key, sample) in enumerate(zip(keys, samples, strict=True)):
+        at = rows[key]
+        if len(at) == 1:
+            kept.append(sample)
+            continue
+        others = ", ".join(samples[j].source or samples[j].path for j in at if j != i)
+        problems.report(sample.source or sample.path, f"duplicate clip {key!r} (also at {others})")
+    return kept
 
 
 def check_clips(

@@ -15,11 +15,12 @@ from torch.nn.parallel import DistributedDataParallel
 from d2sp.config import RunConfig
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
-from d2sp.data.splits import load_split
+from d2sp.data.splits import check_shared_test, load_split
 from d2sp.distributed import DistInfo, broadcast_object, main_process_first
 from d2sp.models import create_model, parameter_groups
 from d2sp.purify import Purifier, purifier_class
 from d2sp.purify.selection import SelectionContext
+from d2sp.training.badclips import BadClips
 from d2sp.training.checks import purifier_options
 from d2sp.training.loaders import make_loader
 
@@ -46,6 +47,7 @@ class Run:
     test_loader: object
     use_amp: bool = False
     extras: dict = field(default_factory=dict)
+    bad_clips: BadClips = field(default_factory=BadClips)  # clips found unreadable on the way
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -57,16 +59,31 @@ class Run:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    @property
+    def skipped(self) -> list[str]:
+        """Every row the run skipped, each once: the splits' load-time skips (train and test
+        may read one label file), then the clips met unreadable during training."""
+        return list(dict.fromkeys(self.train_split.skipped + self.test_split.skipped)) + list(
+            self.bad_clips.lines
+        )
+
     def rescore_dataset(self) -> ClipDataset:
         """The views the purifier re-scores: augmented training views or plain ones."""
         return self.train_ds if self.purifier.rescore_view == "train" else self.eval_train_ds
 
 
 def load_splits(cfg: RunConfig, progress: bool) -> tuple[DatasetSplit, DatasetSplit]:
-    """The run's train and test splits (generated or cached once, by rank 0 first)."""
+    """The run's train and test splits (generated or cached once, by rank 0 first).
+
+    Refused (:class:`~d2sp.data.splits.SharedTestError`) when the test split is the training
+    split or mostly its clips, unless ``data.allow_shared_test``: first from the options
+    alone, before any file is read or cached, then from the clips of both splits.
+    """
+    check_shared_test(cfg.data, None, None)
     with main_process_first():
         train = load_split(cfg.data, "train", progress=progress)
         test = load_split(cfg.data, "test", progress=progress)
+    check_shared_test(cfg.data, train, test)
     return train, test
 
 
@@ -185,14 +202,24 @@ def build_run(
     net = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    test_loader = make_loader(
-        test_ds, None, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
-        workers=cfg.data.workers, info=info,
-    )  # fmt: skip
+    bad_clips = BadClips(skip_bad=cfg.data.skip_bad, info=info)
+    test_loader = make_test_loader(cfg, test_ds, info, bad_clips)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     return Run(
         cfg=cfg, info=info, device=device, run_dir=run_dir, console=console,
         train_split=train_split, test_split=test_split, train_ds=train_ds,
         eval_train_ds=eval_train_ds, test_ds=test_ds, purifier=purifier, model=model, net=net,
         optimizer=optimizer, scheduler=scheduler, test_loader=test_loader, use_amp=use_amp,
+        bad_clips=bad_clips,
+    )  # fmt: skip
+
+
+def make_test_loader(cfg: RunConfig, test_ds: ClipDataset, info: DistInfo, bad_clips: BadClips):
+    """Batches of the test clips, without those found unreadable so far."""
+    indices = None
+    if bad_clips.excluded["test"]:
+        indices = bad_clips.keep("test", np.arange(len(test_ds)))
+    return make_loader(
+        test_ds, indices, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
+        workers=cfg.data.workers, info=info, on_failed=bad_clips.handler("test"),
     )  # fmt: skip

@@ -27,6 +27,10 @@ class Callback:
 
     def on_decision(self, run: Run, epoch: int, counts: dict) -> None: ...
 
+    def on_skipped(self, run: Run, lines: list[str]) -> None:
+        """Samples found unreadable during training and skipped (``"file:row: reason (met
+        at epoch E)"`` each)."""
+
     def on_epoch_end(self, run: Run, row: dict, best: dict, improved: bool) -> None: ...
 
     def on_run_end(self, run: Run, summary: dict) -> None: ...
@@ -64,8 +68,10 @@ class ProgressBar(Callback):
 
 
 class ConsoleLines(Callback):
-    """The run's lines on the console: warnings always; with ``verbose`` also the splits and
-    one line per epoch."""
+    """The run's lines on the console: warnings and skipped rows (a count and the first
+    few) always; with ``verbose`` also the splits and one line per epoch."""
+
+    SHOWN = 5  # skipped rows printed; the rest are in skipped.txt
 
     def __init__(self, verbose: bool):
         self.verbose = verbose
@@ -74,15 +80,36 @@ class ConsoleLines(Callback):
         for split in (run.train_split, run.test_split) if self.verbose else ():
             counts = ", ".join(f"{k} {v}" for k, v in class_counts(split).items())
             run.console.print(f"[dim]{split.split}: {len(split.samples)} clips ({counts})[/]")
-            for line in split.skipped:
-                run.console.print(f"[yellow]skipped[/] {line}")
+        skipped = run.skipped
+        if skipped:
+            run.console.print(
+                f"[bold yellow]warning:[/] {len(skipped)} bad row(s) skipped (data.skip_bad), "
+                f"listed in {run.run_dir / 'skipped.txt'}:",
+                soft_wrap=True,
+            )
+            self._lines(run, skipped)
         if start_epoch:
             run.console.print(f"resuming {run.run_dir} after epoch {start_epoch}")
 
+    def _lines(self, run, lines: list[str]) -> None:
+        for line in lines[: self.SHOWN]:
+            run.console.print(f"  [yellow]skipped[/] {line}", soft_wrap=True)
+        if len(lines) > self.SHOWN:
+            run.console.print(f"  … and {len(lines) - self.SHOWN} more")
+
+    def on_skipped(self, run, lines):
+        run.console.print(
+            f"[bold yellow]warning:[/] {len(lines)} clip(s) unreadable during training, "
+            "skipped from now on (data.skip_bad):",
+            soft_wrap=True,
+        )
+        self._lines(run, lines)
+
     def on_epoch_start(self, run, epoch, steps):
-        if not len(run.purifier.train_indices()):
+        if not len(run.bad_clips.keep("train", run.purifier.train_indices())):
+            skipped = " (or skipped as unreadable)" if run.bad_clips.excluded["train"] else ""
             run.console.print(
-                f"[bold yellow]warning:[/] epoch {epoch + 1}: every sample is pruned; "
+                f"[bold yellow]warning:[/] epoch {epoch + 1}: every sample is pruned{skipped}; "
                 "this epoch only re-scores them"
             )
 
@@ -111,9 +138,15 @@ class RunFolderWriter(Callback):
         metrics.write_text("".join(line + "\n" for line in lines))
         counts = {"train": class_counts(run.train_split), "test": class_counts(run.test_split)}
         (d / "class_counts.json").write_text(json.dumps(counts, indent=1))
-        skipped = run.train_split.skipped + run.test_split.skipped
+        skipped = run.skipped
         if skipped:
             (d / "skipped.txt").write_text("\n".join(skipped) + "\n")
+        else:
+            (d / "skipped.txt").unlink(missing_ok=True)  # a resumed run rewrites it
+
+    def on_skipped(self, run, lines):
+        with open(run.run_dir / "skipped.txt", "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
 
     def on_epoch_end(self, run, row, best, improved):
         with open(run.run_dir / "metrics.jsonl", "a") as f:

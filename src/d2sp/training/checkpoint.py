@@ -10,7 +10,7 @@ import torch
 
 from d2sp.config import config_to_dict
 from d2sp.purify import Ledger
-from d2sp.training.build import Run
+from d2sp.training.build import Run, make_test_loader
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -41,6 +41,7 @@ def save_checkpoints(run: Run, epoch: int, metrics: dict, best: dict, improved: 
         optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(),
         purifier=run.purifier.state_dict(),
+        bad_clips=run.bad_clips.state_dict(),
         rng={
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -62,6 +63,9 @@ def restore_checkpoint(run: Run, path: Path) -> tuple[int, dict, dict]:
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.purifier.load_state_dict(ckpt["purifier"])
+    run.bad_clips.load_state_dict(ckpt.get("bad_clips", {}))
+    if run.bad_clips.excluded["test"]:
+        run.test_loader = make_test_loader(run.cfg, run.test_ds, run.info, run.bad_clips)
     torch.set_rng_state(ckpt["rng"]["torch"])
     if ckpt["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])

@@ -36,6 +36,17 @@ def train_loader(run: Run, epoch: int, indices: np.ndarray):
         drop_last=len(indices) > cfg.optim.batch_size,
         info=run.info,
         pad_empty=True,
+        on_failed=run.bad_clips.handler("train"),
+    )
+
+
+def stand_in(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(clips (1, T, 3, S, S) uint8 zeros, indices (1,))``: what a process whose batch share
+    lost every sample to unreadable clips trains on, weighted by 0 (every process must take
+    part in each step of a multi-process run)."""
+    ds = run.train_ds
+    return torch.zeros(1, ds.num_frames, 3, ds.size, ds.size, dtype=torch.uint8), torch.zeros(
+        1, dtype=torch.long
     )
 
 
@@ -44,6 +55,9 @@ def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> Ep
 
     The first non-finite loss is tracked on the device (no synchronisation per step) and
     raises :class:`NonFiniteLossError` naming the epoch and batch at the end of the pass.
+    A sample whose clip cannot be read is left out of its batch (see
+    :mod:`d2sp.training.badclips`); a batch left empty is skipped by a single process, and
+    trained as a zero-weighted stand-in by a process of a multi-process run.
     """
     model, purifier, device = run.model, run.purifier, run.device
     model.train()
@@ -53,6 +67,12 @@ def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> Ep
     seen = 0
     for step, (clips, _, idx) in enumerate(loader):
         mine, total = loader.batch_sampler.share_sizes(step)  # samples here, in all
+        mine = min(mine, len(idx))  # less the samples whose clip could not be read
+        if not len(idx):  # every sample of this share was unreadable
+            if not run.info.enabled:
+                on_step()
+                continue
+            clips, idx = stand_in(run)
         with run.autocast():
             logits, w = run.net(to_inputs(clips, model, device))  # (B, K), (B,) or None
         loss = purifier.loss(
@@ -84,13 +104,14 @@ def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> Ep
 def rescore(run: Run) -> None:
     """Score the purifier's :meth:`rescore_indices` on its views, without gradient (each
     process scores its share)."""
-    indices = run.purifier.rescore_indices()
+    indices = run.bad_clips.keep("train", run.purifier.rescore_indices())
     if not len(indices):
         return
     cfg = run.cfg
     loader = make_loader(
         run.rescore_dataset(), np.asarray(indices), batch_size=cfg.optim.batch_size,
         shuffle=False, seed=cfg.seed, workers=cfg.data.workers, info=run.info,
+        on_failed=run.bad_clips.handler("train"),
     )  # fmt: skip
     for clips, _, idx in loader:
         with run.autocast():

@@ -32,7 +32,7 @@ from d2sp.distributed import (
     process_device,
 )
 from d2sp.metrics import war_uar
-from d2sp.training.build import Run, build_run
+from d2sp.training.build import Run, build_run, make_test_loader
 from d2sp.training.callbacks import (
     Callback,
     ConsoleLines,
@@ -65,6 +65,7 @@ class RunResult:
     seconds: float
     model: torch.nn.Module | None = None  # the final model (not the best one)
     heldout_probs: np.ndarray | None = None  # (M, K) with train(heldout=...)
+    skipped: int = 0  # rows skipped as bad (load time and during training), each once
 
 
 def train(
@@ -136,18 +137,22 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
     for epoch in range(start_epoch, cfg.optim.epochs):
         t0 = time.perf_counter()
         run.train_ds.set_epoch(epoch)
-        indices = purifier.train_indices()
+        run.bad_clips.epoch = epoch
+        indices = run.bad_clips.keep("train", purifier.train_indices())
         loader = train_loader(run, epoch, indices) if len(indices) else []
         for cb in callbacks:
             cb.on_epoch_start(run, epoch, len(loader))
         stats = train_epoch(run, epoch, loader, lambda: [cb.on_step() for cb in callbacks])
+        sync_bad_clips(run, callbacks)
         align_replicas(run.model, purifier.modules())
         rescore(run)
+        sync_bad_clips(run, callbacks)
         counts = purifier.end_epoch(reduce=records_reduce())
         check_decisions(purifier.keep_mask, purifier.current_labels)
         for cb in callbacks:
             cb.on_decision(run, epoch, counts)
         cm, _ = evaluate(run.model, run.test_loader, run.device, run.autocast)
+        sync_bad_clips(run, callbacks)
         war, uar = war_uar(cm)
         last = {
             "epoch": epoch + 1, "lr": run.optimizer.param_groups[0]["lr"], "loss": stats.loss,
@@ -162,14 +167,28 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
     return last, best
 
 
+def sync_bad_clips(run: Run, callbacks: list[Callback]) -> None:
+    """Skip the clips every process met unreadable since the last call (or stop with the
+    first one, without ``data.skip_bad``), tell the callbacks, and leave the test clips
+    among them out of later evaluations."""
+    test_before = len(run.bad_clips.excluded["test"])
+    lines = run.bad_clips.sync()
+    if not lines:
+        return
+    for cb in callbacks:
+        cb.on_skipped(run, lines)
+    if len(run.bad_clips.excluded["test"]) != test_before:
+        run.test_loader = make_test_loader(run.cfg, run.test_ds, run.info, run.bad_clips)
+
+
 def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout) -> RunResult:
     final = run.purifier.ledger.final_counts() if run.purifier.ledger is not None else {}
     summary = {
         "war": last["war"], "uar": last["uar"], "best_war": best["war"], "best_uar": best["uar"],
         "best_epoch": best["epoch"], "pruned": final.get("pruned", 0),
         "corrected": final.get("corrected", 0), "train_samples": len(run.train_ds),
-        "test_samples": len(run.test_ds),
-        "skipped": len(run.train_split.skipped) + len(run.test_split.skipped), "seconds": seconds,
+        "test_samples": len(run.test_ds), "skipped": len(run.skipped),
+        "skipped_during_training": len(run.bad_clips.lines), "seconds": seconds,
     }  # fmt: skip
     for cb in callbacks:
         cb.on_run_end(run, summary)
@@ -178,7 +197,7 @@ def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout
         run_dir=run.run_dir, war=last["war"], uar=last["uar"], best_war=best["war"],
         best_uar=best["uar"], best_epoch=best["epoch"], pruned=summary["pruned"],
         corrected=summary["corrected"], purifier=run.purifier, class_names=run.class_names,
-        seconds=seconds, model=run.model, heldout_probs=probs,
+        seconds=seconds, model=run.model, heldout_probs=probs, skipped=summary["skipped"],
     )  # fmt: skip
 
 
@@ -187,6 +206,7 @@ def _predict_heldout(run: Run, heldout: np.ndarray) -> np.ndarray:
     loader = make_loader(
         run.eval_train_ds, heldout, batch_size=run.cfg.optim.batch_size, shuffle=False,
         seed=run.cfg.seed, workers=run.cfg.data.workers, info=run.info,
+        on_failed=run.bad_clips.handler("train"),
     )  # fmt: skip
     row_of = {int(i): r for r, i in enumerate(heldout)}
     return heldout_probabilities(run.model, loader, len(heldout), row_of, run.device, run.autocast)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import DataLoader, Subset
 
 from d2sp.data.dataset import normalize_clips
 from d2sp.distributed import SINGLE, DistInfo, ShardedBatchSampler
+from d2sp.training.badclips import CheckedItems, CheckedLoader, collate_checked
 
 
 def seed_everything(seed: int) -> None:
@@ -30,10 +32,16 @@ def make_loader(
     drop_last: bool = False,
     info: DistInfo = SINGLE,
     pad_empty: bool = False,
-) -> DataLoader:
+    on_failed: Callable[[list[tuple[int, str]]], None] | None = None,
+) -> CheckedLoader:
     """This process's batches over ``dataset`` (or its ``indices``): its share of global
     batches of ``batch_size`` in one seeded order (:class:`ShardedBatchSampler`); every batch
-    is ``(clips (B, T, C, H, W) uint8, labels (B,), indices (B,))``."""
+    is ``(clips (B, T, C, H, W) uint8, labels (B,), indices (B,))``.
+
+    An item whose read raises a DataError is left out of its batch and passed, as ``(index,
+    message)``, to ``on_failed`` (default: raise a DataError naming it, in this process, with
+    no worker traceback); see :mod:`d2sp.training.badclips`. A batch that lost every item
+    is still yielded (empty) with ``pad_empty``, skipped otherwise."""
     gen = torch.Generator().manual_seed(seed)
     n = len(dataset) if indices is None else len(indices)
     batches = ShardedBatchSampler(
@@ -46,13 +54,16 @@ def make_loader(
         drop_last=drop_last,
         pad_empty=pad_empty,
     )
-    return DataLoader(
-        Subset(dataset, indices.tolist()) if indices is not None else dataset,
+    items = CheckedItems(dataset)
+    loader = DataLoader(
+        Subset(items, indices.tolist()) if indices is not None else items,
         batch_sampler=batches,
         generator=gen,  # the loader draws its worker seed from it before the first batch
         num_workers=workers,
+        collate_fn=collate_checked,
         pin_memory=torch.cuda.is_available(),
     )
+    return CheckedLoader(loader, on_failed, keep_empty=pad_empty)
 
 
 def to_inputs(clips: torch.Tensor, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
