@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from d2sp.config import RunConfig
+from d2sp.config import RunConfig, resolve_workers
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import load_split
@@ -187,7 +187,7 @@ def build_run(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     test_loader = make_loader(
         test_ds, None, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
-        workers=cfg.data.workers, info=info,
+        workers=resolve_workers(cfg.data.workers), info=info,
     )  # fmt: skip
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     return Run(

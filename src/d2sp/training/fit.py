@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from d2sp.config import PurifyConfig, RunConfig
+from d2sp.config import PurifyConfig, RunConfig, resolve_workers
 from d2sp.distributed import (
     broadcast_object,
     check_batch_size,
@@ -186,7 +186,7 @@ def _predict_heldout(run: Run, heldout: np.ndarray) -> np.ndarray:
     """``(M, K)`` softmax of the final model on un-augmented views of ``heldout`` samples."""
     loader = make_loader(
         run.eval_train_ds, heldout, batch_size=run.cfg.optim.batch_size, shuffle=False,
-        seed=run.cfg.seed, workers=run.cfg.data.workers, info=run.info,
+        seed=run.cfg.seed, workers=resolve_workers(run.cfg.data.workers), info=run.info,
     )  # fmt: skip
     row_of = {int(i): r for r, i in enumerate(heldout)}
     return heldout_probabilities(run.model, loader, len(heldout), row_of, run.device, run.autocast)
