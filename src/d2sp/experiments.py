@@ -348,6 +348,12 @@ def _config_difference(saved_path: Path, cfg: RunConfig) -> list[str]:
     return walk(_comparable(saved), _comparable(want))
 
 
+def _resume(run_dir: Path, state: str) -> bool:
+    """Whether to train a run folder with ``resume=True``: it was interrupted after a
+    checkpoint, or before one (it holds the config already checked to be the same)."""
+    return state == "partial" or (run_dir / "config.yaml").is_file()
+
+
 def _run_state(run_dir: Path) -> str:
     if (run_dir / "summary.json").is_file():
         return "done"
@@ -536,7 +542,7 @@ def _run_serial(runner, runs, todo, state, finish, advance, console) -> None:
             runner(
                 cfg,
                 run_dir=run_dir,
-                resume=state[slug] == "partial",
+                resume=_resume(run_dir, state[slug]),
                 progress=False,
                 console=console,
             )
@@ -630,7 +636,7 @@ def _run_parallel(runner, runs, todo, state, jobs, finish, advance) -> None:
         futures = {}
         for slug in todo:
             cfg, run_dir = runs[slug]
-            fut = pool.submit(_work, runner, cfg, run_dir, state[slug] == "partial")
+            fut = pool.submit(_work, runner, cfg, run_dir, _resume(run_dir, state[slug]))
             futures[fut] = slug
         try:
             for fut in cf.as_completed(futures):

@@ -2,7 +2,9 @@
 
     d2sp train -c dfew --root /data/DFEW --fold 1 --model r18_lstm
     d2sp train -c demo purify.mode=d2sp+ optim.epochs=20
-    d2sp train --resume runs/dfew
+    d2sp train --resume runs/dfew                 # continue a killed run
+    d2sp train --resume runs/dfew optim.epochs=150  # extend a run to more epochs
+    d2sp train -c demo --overwrite                # replace the run in runs/demo
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ def train(
     name: str = typer.Option(None, help="Run name (folder under out_dir)"),
     out_dir: str = typer.Option(None, help="Folder holding run folders"),
     skip_bad: bool = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad samples"),
-    resume: str = typer.Option(None, help="Continue the run in this folder from last.pt"),
+    resume: str = typer.Option(
+        None, help="Continue the run in this folder from last.pt (more epochs extend it)"
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Remove the files of a run already in the run folder, then start again"
+    ),
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
     """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
@@ -51,13 +58,18 @@ def train(
             run_dir = Path(resume)
             if not (run_dir / "config.yaml").is_file():
                 raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-            cfg = load_config(run_dir / "config.yaml", overrides)
+            if config is not None:  # the given config, checked against the run's own
+                cfg = resolve_config(config, overrides, flags)
+            else:
+                given = _flag_overrides(flags) + list(overrides or [])
+                cfg = load_config(run_dir / "config.yaml", given)
             result = run_training(
-                cfg, run_dir=run_dir, resume=True, progress=not no_progress, console=console
-            )
+                cfg, run_dir=run_dir, resume=True, overwrite=overwrite,
+                progress=not no_progress, console=console,
+            )  # fmt: skip
         else:
             cfg = resolve_config(config, overrides, flags)
-            result = run_training(cfg, progress=not no_progress, console=console)
+            result = run_training(cfg, overwrite=overwrite, progress=not no_progress, console=console)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     console.print(
@@ -65,3 +77,8 @@ def train(
         f"(best WAR {100 * result.best_war:.2f} at epoch {result.best_epoch})  "
         f"pruned {result.pruned}  corrected {result.corrected}  -> {result.run_dir}"
     )
+
+
+def _flag_overrides(flags: dict) -> list[str]:
+    """``key=value`` overrides of the flags that were given."""
+    return [f"{k}={v}" for k, v in flags.items() if v is not None]
