@@ -39,5 +39,6 @@ def test_a_run_with_auto_workers_trains(tmp_path, synth_root, monkeypatch):
     cfg = tiny_config(tmp_path, synth_root, "name=auto", "data.workers=auto", "optim.epochs=1",
                       "purify.mode=ce")  # fmt: skip
     result = train(cfg, progress=False)
-    assert yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["data"]["workers"] == "auto"
+    saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert saved["data"]["workers"] == "auto"
     assert 0 <= result.war <= 1

@@ -35,7 +35,7 @@ def train(
         None, help="Continue the run in this folder from last.pt (more epochs extend it)"
     ),
     overwrite: bool = typer.Option(
-        False, help="Remove the files of a run already in the run folder, then start again"
+        False, "--overwrite", help="Remove the files of a run already in the run folder, then start again"
     ),
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
@@ -69,7 +69,9 @@ def train(
             )  # fmt: skip
         else:
             cfg = resolve_config(config, overrides, flags)
-            result = run_training(cfg, overwrite=overwrite, progress=not no_progress, console=console)
+            result = run_training(
+                cfg, overwrite=overwrite, progress=not no_progress, console=console
+            )
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     console.print(

@@ -13,7 +13,9 @@ RUN_FILES = (
     "skipped.txt", "best.pt", "last.pt", "prev.pt", "best.pt.tmp", "last.pt.tmp",
 )  # fmt: skip
 RUN_DIRS = ("cleanlab",)  # a mode's own files inside the run folder (cleanlab's fold runs)
-MARKERS = ("config.yaml", "metrics.jsonl", "ledger.npz", "summary.json", "best.pt", "last.pt", "prev.pt")
+MARKERS = (
+    "config.yaml", "metrics.jsonl", "ledger.npz", "summary.json", "best.pt", "last.pt", "prev.pt",
+)  # fmt: skip
 RESUMABLE_KEYS = ("optim.epochs", "out_dir", "data.workers")  # may differ on a resume
 
 
@@ -55,7 +57,9 @@ def check_run_folder(cfg: RunConfig, run_dir: Path, *, resume: bool, overwrite: 
             than the run was planned for.
     """
     if resume and overwrite:
-        raise ValueError("resume and overwrite: expected at most one of them (--resume, --overwrite)")
+        raise ValueError(
+            "resume and overwrite: expected at most one of them (--resume, --overwrite)"
+        )
     found = existing_run(run_dir)
     if not found or overwrite:
         return
