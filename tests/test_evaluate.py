@@ -75,3 +75,14 @@ def test_missing_checkpoint_is_named(tmp_path):
     (tmp_path / "r").mkdir()
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "r"), "--checkpoint", "last"])
     assert result.exit_code == 2 and "last.pt: no such checkpoint" in result.output
+
+
+@pytest.mark.parametrize("mode", ["scn", "d2sp+"])
+def test_every_head_loads_back(tmp_path, synth_root, mode):
+    # scn: a one-layer weight branch; d2sp+: a teacher beside the model (not evaluated)
+    mode_cfg = [f"purify.mode={mode}", "purify.warmup_epochs=1"]
+    cfg = tiny_config(tmp_path, synth_root, "name=m", *mode_cfg)
+    train(cfg, progress=False)
+    rows = (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()
+    last = evaluate_run(tmp_path / "m", checkpoint="last", progress=False)
+    assert last["confusion"] == json.loads(rows[-1])["confusion"]
