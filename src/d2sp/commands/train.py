@@ -63,24 +63,11 @@ def train(
                      overwrite=overwrite, progress=not no_progress)  # fmt: skip
         return
     try:
-        if resume is not None:
-            run_dir = Path(resume)
-            if not (run_dir / "config.yaml").is_file():
-                raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-            if config is not None:  # the given config, checked against the run's own
-                cfg = resolve_config(config, overrides, flags)
-            else:
-                given = _flag_overrides(flags) + list(overrides or [])
-                cfg = load_config(run_dir / "config.yaml", given)
-            result = run_training(
-                cfg, run_dir=run_dir, resume=True, overwrite=overwrite,
-                progress=not no_progress, console=console,
-            )  # fmt: skip
-        else:
-            cfg = resolve_config(config, overrides, flags)
-            result = run_training(
-                cfg, overwrite=overwrite, progress=not no_progress, console=console
-            )
+        cfg, run_dir = _run_config(config, overrides, flags, resume)
+        result = run_training(
+            cfg, run_dir=run_dir, resume=resume is not None, overwrite=overwrite,
+            progress=not no_progress, console=console,
+        )  # fmt: skip
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     console.print(
@@ -88,6 +75,20 @@ def train(
         f"(best WAR {100 * result.best_war:.2f} at epoch {result.best_epoch})  "
         f"pruned {result.pruned}  corrected {result.corrected}  -> {result.run_dir}"
     )
+
+
+def _run_config(config, overrides, flags, resume):
+    """``(config, run folder or None)`` of one run: with ``--resume`` the run's own saved
+    config (or ``-c``'s, checked against it by the trainer) with the flags and overrides."""
+    if resume is None:
+        return resolve_config(config, overrides, flags), None
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    if config is not None:
+        return resolve_config(config, overrides, flags), run_dir
+    given = _flag_overrides(flags) + list(overrides or [])
+    return load_config(run_dir / "config.yaml", given), run_dir
 
 
 def _flag_overrides(flags: dict) -> list[str]:
