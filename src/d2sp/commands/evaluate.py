@@ -73,7 +73,8 @@ def print_evaluation(result: dict) -> None:
         cell = "–" if r is None else f"{100 * r:.1f}"
         recall.add_row(str(i), name, str(result["support"][name]), cell)
     console.print(recall)
-    confusion = Table(show_edge=False, title="confusion: rows true #, columns predicted #")
+    console.print("confusion matrix (rows: true class #, columns: predicted class #)")
+    confusion = Table(show_edge=False)
     confusion.add_column("#", justify="right")
     for j in range(len(names)):
         confusion.add_column(str(j), justify="right")
