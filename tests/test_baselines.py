@@ -205,7 +205,7 @@ def test_cleanlab_cross_validates_drops_issues_and_resumes(tmp_path, synth_root)
     mtimes = [
         (run / "cleanlab" / f"fold{k}" / "heldout_probs.npy").stat().st_mtime_ns for k in (0, 1)
     ]
-    train(cfg, run_dir=run, progress=False)
+    train(cfg, run_dir=run, resume=True, progress=False)
     again = [
         (run / "cleanlab" / f"fold{k}" / "heldout_probs.npy").stat().st_mtime_ns for k in (0, 1)
     ]

@@ -11,7 +11,9 @@ from d2sp.commands.ablate import ablate
 from d2sp.commands.common import console
 from d2sp.commands.compare import compare
 from d2sp.commands.demo import demo
+from d2sp.commands.evaluate import evaluate
 from d2sp.commands.export import export
+from d2sp.commands.predict import predict
 from d2sp.commands.prepare import prepare
 from d2sp.commands.report import report
 from d2sp.commands.train import train
@@ -22,7 +24,7 @@ app = typer.Typer(
     help="Train DFER models while purifying their training data (D2SP).",
     pretty_exceptions_enable=False,
 )
-for command in (train, demo, prepare, report, export, ablate, compare):
+for command in (train, evaluate, predict, demo, prepare, report, export, ablate, compare):
     app.command(command.__name__)(command)
 
 

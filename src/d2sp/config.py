@@ -6,7 +6,9 @@ checkpoint, so a run can always be reproduced from its own folder.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ class DataConfig:
     num_frames: int = 16
     size: int = 112
     crop_scale: tuple[float, float] = (0.8, 1.0)
-    workers: int = 2
+    workers: int | str = "auto"  # DataLoader processes; auto: min(8, CPUs - 1)
     skip_bad: bool = False
     cache: str | None = None  # pack each split into a clip cache under this folder
     allow_shared_test: bool = False  # train although the test split repeats training clips
@@ -99,18 +101,39 @@ class RunConfig:
 
 
 class ConfigError(ValueError):
-    """A config key or value that does not fit the schema."""
+    """A config key or value that does not fit the schema; ``key`` is its dotted path (None
+    when the error is not about one key)."""
+
+    def __init__(self, message: str, *, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def resolve_workers(value: int | str) -> int:
+    """DataLoader worker processes for ``data.workers``: an integer as given, or ``"auto"``:
+    ``min(8, os.cpu_count() - 1)``, at least 0 (resolved where the run starts)."""
+    if value == "auto":
+        return max(0, min(8, (os.cpu_count() or 1) - 1))
+    return int(value)
+
+
+def _coerce_workers(value, path: str):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ConfigError(f"{path}: expected auto or an integer >= 0, got {value!r}", key=path)
 
 
 def _build(cls, values: dict[str, Any], where: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+        raise ConfigError(
+            f"{where or 'config'}: expected a mapping, got {type(values).__name__}", key=where or None
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key {path!r}; known: {', '.join(fields)}")
+            raise ConfigError(f"unknown config key {path!r}; known: {', '.join(fields)}", key=path)
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value or {}, path)
@@ -126,6 +149,15 @@ _OPTIONAL = {
 
 
 def _coerce(value, default, path):
+    if path == "data.workers":
+        return _coerce_workers(value, path)
+    try:
+        return _coerce_value(value, default, path)
+    except ConfigError as e:
+        raise ConfigError(str(e), key=path) from None
+
+
+def _coerce_value(value, default, path):
     kind = _OPTIONAL.get(path.rsplit(".", 1)[-1]) if default is None else None
     if kind in (bool, str) and value is not None:
         if not isinstance(value, kind):
@@ -145,6 +177,8 @@ def _coerce(value, default, path):
         raise ConfigError(f"{path}: expected true/false, got {value!r}")
     if isinstance(default, tuple):
         if not isinstance(value, list | tuple) or len(value) != len(default):
+            raise ConfigError(f"{path}: expected a list of {len(default)} numbers, got {value!r}")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{path}: expected a list of {len(default)} numbers, got {value!r}")
         return tuple(float(v) for v in value)
     if isinstance(default, int | float) and not isinstance(value, int | float):
@@ -179,23 +213,56 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings (value parsed as YAML) to nested plain values."""
+    """Apply ``a.b.c=value`` strings (value parsed as YAML) to nested plain values.
+
+    Raises:
+        ConfigError: an override that is not ``key=value``, a value that is not valid YAML,
+            or a key through a non-section; the message starts with ``override '...'``.
+    """
     for item in overrides or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value, e.g. purify.lam=0.7")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            reason = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ConfigError(
+                f"override {item!r}: the value {raw!r} is not valid YAML ({reason})"
+            ) from None
         node = values
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = value
     return values
 
 
+def _override_key(item: str) -> str:
+    return item.partition("=")[0].strip()
+
+
+def _blame(error: ConfigError, path: Path | None, overrides: list[str]) -> str:
+    """The message of a schema error, attributed to the last override that set its key (or a
+    key above or below it), else to the YAML file."""
+    key = error.key
+    if key is not None:
+        for item in reversed(overrides):
+            k = _override_key(item)
+            if k == key or k.startswith(key + ".") or key.startswith(k + "."):
+                return f"override {item!r}: {error}"
+    return f"{path}: {error}" if path is not None else str(error)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or start from the defaults) and apply overrides."""
+    """Read a YAML config (or start from the defaults) and apply overrides.
+
+    Raises:
+        ConfigError: naming the override at fault (``override 'key=value': ...``) or, for a
+            key the overrides do not touch, the YAML file.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -207,12 +274,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-    values = apply_overrides(values, overrides or [])
+    overrides = list(overrides or [])
+    values = apply_overrides(copy.deepcopy(values), overrides)
     try:
         return config_from_dict(values)
     except ConfigError as e:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{e}") from None
+        raise ConfigError(_blame(e, path, overrides), key=e.key) from None
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

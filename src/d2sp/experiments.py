@@ -136,17 +136,19 @@ def run_slug(overrides: Iterable[str], seed: int) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One entry of a grid: ``row`` of ``table``, trained with ``overrides`` and ``seed``."""
+    """One entry of a grid: ``row`` of ``table``, trained with ``overrides`` and ``seed``
+    (in the run folder ``folder`` when given, else one named by :func:`run_slug`)."""
 
     table: str
     row: str
     overrides: tuple[str, ...]
     seed: int
+    folder: str | None = None
 
     @property
     def slug(self) -> str:
         """Run-folder name; cells asking for the same run share it."""
-        return run_slug(self.overrides, self.seed)
+        return self.folder or run_slug(self.overrides, self.seed)
 
 
 class Plan(list):
@@ -157,17 +159,19 @@ class Plan(list):
         self.skipped = list(skipped)
 
 
-def cell_config(base_cfg: RunConfig, cell: Cell, *, out_dir: str | Path | None = None) -> RunConfig:
+def cell_config(
+    base_cfg: RunConfig, cell: Cell, *, out_dir: str | Path | None = None, runs_dir: str = "runs"
+) -> RunConfig:
     """The config a cell runs: the base config with the cell's overrides and seed.
 
-    With ``out_dir`` the run is named by the cell's slug under ``out_dir/runs``.
+    With ``out_dir`` the run is named by the cell's slug under ``out_dir/runs_dir``.
     """
     values = apply_overrides(copy.deepcopy(config_to_dict(base_cfg)), list(cell.overrides))
     values["seed"] = cell.seed
     cfg = config_from_dict(values)
     if out_dir is not None:
         cfg.name = cell.slug
-        cfg.out_dir = str(Path(out_dir) / "runs")
+        cfg.out_dir = str(Path(out_dir) / runs_dir)
     return cfg
 
 
@@ -348,6 +352,12 @@ def _config_difference(saved_path: Path, cfg: RunConfig) -> list[str]:
     return walk(_comparable(saved), _comparable(want))
 
 
+def _resume(run_dir: Path, state: str) -> bool:
+    """Whether to train a run folder with ``resume=True``: it was interrupted after a
+    checkpoint, or before one (it holds the config already checked to be the same)."""
+    return state == "partial" or (run_dir / "config.yaml").is_file()
+
+
 def _run_state(run_dir: Path) -> str:
     if (run_dir / "summary.json").is_file():
         return "done"
@@ -436,14 +446,14 @@ def _error_text(e: BaseException) -> str:
 
 
 def _distinct_runs(
-    base_cfg: RunConfig, cells: Sequence[Cell], out_dir: Path
+    base_cfg: RunConfig, cells: Sequence[Cell], out_dir: Path, runs_dir: str
 ) -> dict[str, tuple[RunConfig, Path]]:
     """Config and run folder of every distinct run of ``cells``, by slug, in first-seen order."""
     runs: dict[str, tuple[RunConfig, Path]] = {}
     for cell in cells:
         if cell.slug not in runs:
-            cfg = cell_config(base_cfg, cell, out_dir=out_dir)
-            runs[cell.slug] = (cfg, out_dir / "runs" / cell.slug)
+            cfg = cell_config(base_cfg, cell, out_dir=out_dir, runs_dir=runs_dir)
+            runs[cell.slug] = (cfg, out_dir / runs_dir / cell.slug)
     return runs
 
 
@@ -536,7 +546,7 @@ def _run_serial(runner, runs, todo, state, finish, advance, console) -> None:
             runner(
                 cfg,
                 run_dir=run_dir,
-                resume=state[slug] == "partial",
+                resume=_resume(run_dir, state[slug]),
                 progress=False,
                 console=console,
             )
@@ -575,10 +585,12 @@ def run_cells(
     runner: Runner | None = None,
     progress: bool = True,
     console: Console | None = None,
+    runs_dir: str = "runs",
 ) -> list[dict]:
     """Train every distinct run of ``cells`` (once each) and return one result per cell.
 
-    Each distinct run gets ``out_dir/runs/<slug>``. A folder with ``summary.json`` and the
+    Each distinct run gets ``out_dir/<runs_dir>/<slug>`` (``runs_dir=""``: ``out_dir/<slug>``;
+    a cell's ``folder`` is its slug when given). A folder with ``summary.json`` and the
     same config is read back, not retrained; one with ``last.pt`` but no summary is
     continued (``resume=True``); one whose saved config differs raises
     :class:`ExperimentError` before anything is trained. ``jobs > 1`` trains that many
@@ -595,9 +607,9 @@ def run_cells(
     if jobs < 1:
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs}")
     out_dir = Path(out_dir)
-    runs = _distinct_runs(base_cfg, cells, out_dir)
+    runs = _distinct_runs(base_cfg, cells, out_dir, runs_dir)
     state = _run_states(runs)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / runs_dir).mkdir(parents=True, exist_ok=True)
     gts = _ground_truths(runs, console)
 
     outcome: dict[str, dict] = {}
@@ -630,7 +642,7 @@ def _run_parallel(runner, runs, todo, state, jobs, finish, advance) -> None:
         futures = {}
         for slug in todo:
             cfg, run_dir = runs[slug]
-            fut = pool.submit(_work, runner, cfg, run_dir, state[slug] == "partial")
+            fut = pool.submit(_work, runner, cfg, run_dir, _resume(run_dir, state[slug]))
             futures[fut] = slug
         try:
             for fut in cf.as_completed(futures):

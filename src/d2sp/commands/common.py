@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from d2sp.config import ConfigError, RunConfig, load_config
 
@@ -14,8 +15,8 @@ console = Console()
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` and exit with ``code`` (no traceback)."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """Print ``error: message`` (as plain text) and exit with ``code`` (no traceback)."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

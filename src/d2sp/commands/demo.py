@@ -45,7 +45,9 @@ def demo(
             cfg.purify = PurifyConfig(mode="ce")
         cfg.name, cfg.out_dir = name, out_dir
         try:
-            result = run_training(cfg, progress=not no_progress, console=console)
+            result = run_training(  # the demo's own folders: trained again each time
+                cfg, overwrite=True, progress=not no_progress, console=console
+            )
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
         ledger = result.purifier.ledger

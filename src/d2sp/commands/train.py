@@ -2,7 +2,10 @@
 
     d2sp train -c dfew --root /data/DFEW --fold 1 --model r18_lstm
     d2sp train -c demo purify.mode=d2sp+ optim.epochs=20
-    d2sp train --resume runs/dfew
+    d2sp train --resume runs/dfew                 # continue a killed run
+    d2sp train --resume runs/dfew optim.epochs=150  # extend a run to more epochs
+    d2sp train -c demo --overwrite                # replace the run in runs/demo
+    d2sp train -c dfew --root /data/DFEW --folds 1-5 --jobs 2   # runs/dfew/fold1..5, folds.md
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ def train(
     dataset: str = typer.Option(None, help="Dataset name (data.dataset)"),
     root: str = typer.Option(None, help="Dataset root folder (data.root)"),
     fold: int = typer.Option(None, help="Fold for datasets that have them (data.fold)"),
+    folds: str = typer.Option(
+        None, help="Train each of these folds (1-5, 1,3) in out_dir/name/fold<k>; resumable"
+    ),
+    jobs: int = typer.Option(1, help="With --folds: folds trained at a time (processes)"),
     model: str = typer.Option(None, help="Backbone name (model.name)"),
     pretrained: str = typer.Option(
         None, help="Frame-encoder weights: a state-dict file, imagenet or clip (model.pretrained)"
@@ -29,7 +36,12 @@ def train(
     name: str = typer.Option(None, help="Run name (folder under out_dir)"),
     out_dir: str = typer.Option(None, help="Folder holding run folders"),
     skip_bad: bool = typer.Option(None, "--skip-bad/--no-skip-bad", help="Skip bad samples"),
-    resume: str = typer.Option(None, help="Continue the run in this folder from last.pt"),
+    resume: str = typer.Option(
+        None, help="Continue the run in this folder from last.pt (more epochs extend it)"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Remove the files of a run already in the run folder, then start again"
+    ),
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
     """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
@@ -46,18 +58,16 @@ def train(
         "out_dir": out_dir,
         "data.skip_bad": None if skip_bad is None else str(skip_bad).lower(),
     }
+    if folds is not None:
+        _train_folds(config, overrides, flags, folds, fold=fold, resume=resume, jobs=jobs,
+                     overwrite=overwrite, progress=not no_progress)  # fmt: skip
+        return
     try:
-        if resume is not None:
-            run_dir = Path(resume)
-            if not (run_dir / "config.yaml").is_file():
-                raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-            cfg = load_config(run_dir / "config.yaml", overrides)
-            result = run_training(
-                cfg, run_dir=run_dir, resume=True, progress=not no_progress, console=console
-            )
-        else:
-            cfg = resolve_config(config, overrides, flags)
-            result = run_training(cfg, progress=not no_progress, console=console)
+        cfg, run_dir = _run_config(config, overrides, flags, resume)
+        result = run_training(
+            cfg, run_dir=run_dir, resume=resume is not None, overwrite=overwrite,
+            progress=not no_progress, console=console,
+        )  # fmt: skip
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     console.print(
@@ -66,3 +76,52 @@ def train(
         f"pruned {result.pruned}  corrected {result.corrected}  skipped {result.skipped}  "
         f"-> {result.run_dir}"
     )
+
+
+def _run_config(config, overrides, flags, resume):
+    """``(config, run folder or None)`` of one run: with ``--resume`` the run's own saved
+    config (or ``-c``'s, checked against it by the trainer) with the flags and overrides."""
+    if resume is None:
+        return resolve_config(config, overrides, flags), None
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    if config is not None:
+        return resolve_config(config, overrides, flags), run_dir
+    given = _flag_overrides(flags) + list(overrides or [])
+    return load_config(run_dir / "config.yaml", given), run_dir
+
+
+def _flag_overrides(flags: dict) -> list[str]:
+    """``key=value`` overrides of the flags that were given."""
+    return [f"{k}={v}" for k, v in flags.items() if v is not None]
+
+
+def _train_folds(config, overrides, flags, folds, *, fold, resume, jobs, overwrite, progress):
+    """``--folds``: one run per fold, then the fold table; exit 1 if a fold failed."""
+    from d2sp.experiments import ExperimentError
+    from d2sp.folds import parse_folds, run_folds
+
+    if fold is not None:
+        fail("--folds and --fold: give one of them (--folds 1-5 trains every fold)")
+    if resume is not None:
+        fail("--folds and --resume: --folds continues interrupted folds by itself")
+    if jobs < 1:
+        fail(f"--jobs: expected an integer >= 1, got {jobs}")
+    try:
+        fold_list = parse_folds(folds)
+        cfg = resolve_config(config, overrides, flags)
+        console.print(f"{len(fold_list)} fold(s) -> {Path(cfg.out_dir) / cfg.name}/fold<k>")
+        result = run_folds(
+            cfg, fold_list, jobs=jobs, overwrite=overwrite, progress=progress, console=console
+        )
+    except (ConfigError, ExperimentError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    text = Path(result["files"]["markdown"]).read_text()
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    files = result["files"]
+    console.print(f"tables: {files['markdown']} ({files['csv']})", soft_wrap=True)
+    failed = len(result["rows"]) - result["finished"]
+    if failed:
+        console.print(f"[bold red]{failed} of {len(result['rows'])} folds failed[/] (see above)")
+        raise typer.Exit(1)

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from d2sp.config import RunConfig
+from d2sp.config import RunConfig, resolve_workers
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import check_shared_test, load_split
@@ -221,5 +221,5 @@ def make_test_loader(cfg: RunConfig, test_ds: ClipDataset, info: DistInfo, bad_c
         indices = bad_clips.keep("test", np.arange(len(test_ds)))
     return make_loader(
         test_ds, indices, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
-        workers=cfg.data.workers, info=info, on_failed=bad_clips.handler("test"),
+        workers=resolve_workers(cfg.data.workers), info=info, on_failed=bad_clips.handler("test"),
     )  # fmt: skip

@@ -47,6 +47,7 @@ def save_checkpoints(run: Run, epoch: int, metrics: dict, best: dict, improved: 
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         },
         best=best,
+        extended=run.extras.get("extended", []),
     )
     last = run.run_dir / "last.pt"
     if last.is_file():  # keep the previous one too
@@ -56,9 +57,13 @@ def save_checkpoints(run: Run, epoch: int, metrics: dict, best: dict, improved: 
 
 def restore_checkpoint(run: Run, path: Path) -> tuple[int, dict, dict]:
     """Load ``path`` (a ``last.pt``) into the run's objects; returns ``(epochs done, best,
-    metrics of the last epoch)``. The ledger is cut back to the checkpoint's epoch."""
+    metrics of the last epoch)``. The ledger is cut back to the checkpoint's epoch;
+    ``run.extras`` gets ``planned_epochs`` (the checkpoint's ``optim.epochs``) and
+    ``extended`` (the run's earlier extensions)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     epoch = int(ckpt["epoch"])
+    run.extras["planned_epochs"] = int(ckpt["config"]["optim"]["epochs"])
+    run.extras["extended"] = [dict(e) for e in ckpt.get("extended", [])]
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])

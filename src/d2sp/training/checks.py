@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from d2sp.config import RunConfig
 
 
@@ -40,10 +42,44 @@ def _purify_problems(cfg: RunConfig) -> list[str]:
     return cls.schedule_problems(options, epochs=cfg.optim.epochs, dataset=cfg.data.dataset)
 
 
+_MODEL_OWN = {  # create_model's own arguments, which model.options cannot set
+    "num_classes": "the dataset", "weight_branch": "purify.mode", "weight_hidden":
+    "model.weight_hidden", "dropout": "model.dropout", "pretrained": "model.pretrained",
+}  # fmt: skip
+
+
+def _model_option_problems(cfg: RunConfig) -> list[str]:
+    """``model.options`` the backbone's builder does not take (by its signature)."""
+    from d2sp.models.registry import BACKBONES
+
+    options = cfg.model.options
+    if not isinstance(options, dict):
+        return [f"model.options: expected a mapping, got {options!r}"]
+    problems = [
+        f"model.options.{k}: set by {_MODEL_OWN[k]}, not by model.options"
+        for k in options if k in _MODEL_OWN
+    ]  # fmt: skip
+    builder = BACKBONES.get(cfg.model.name)
+    if builder is None:
+        return problems
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return problems
+    known = [p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [k for k in options if k not in known and k not in _MODEL_OWN]
+    if unknown:
+        usable = [k for k in known if k not in _MODEL_OWN]
+        problems.append(
+            f"model.options: backbone {cfg.model.name!r} has no option "
+            f"{', '.join(map(repr, unknown))}; its options: {', '.join(usable) or '(none)'}"
+        )
+    return problems
+
+
 def validate_config(cfg: RunConfig) -> None:
     """Refuse a config that makes no sense before anything starts (ValueError naming every
-    problem): unknown backbone, dataset or purification mode, options the mode does not take
-    or refuses, a schedule on which the mode can never decide, senseless optimiser or data
+    problem): unknown backbone, dataset or purification mode, ``model.options`` the backbone's
+    builder does not take, options the mode does not take or refuses, a schedule on which the mode can never decide, senseless optimiser or data
     settings."""
     from d2sp.data.registry import list_datasets
     from d2sp.models import list_backbones
@@ -57,6 +93,7 @@ def validate_config(cfg: RunConfig) -> None:
         problems.append(
             f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(list_datasets())}"
         )
+    problems += _model_option_problems(cfg)
     problems += _purify_problems(cfg)
     if o.epochs < 0 or o.batch_size < 1 or o.lr <= 0:
         problems.append(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from d2sp.config import resolve_workers
 from d2sp.training.build import Run
 from d2sp.training.checks import NonFiniteLossError
 from d2sp.training.loaders import make_loader, to_inputs
@@ -32,7 +33,7 @@ def train_loader(run: Run, epoch: int, indices: np.ndarray):
         batch_size=cfg.optim.batch_size,
         shuffle=True,
         seed=cfg.seed * 1000 + epoch,
-        workers=cfg.data.workers,
+        workers=resolve_workers(cfg.data.workers),
         drop_last=len(indices) > cfg.optim.batch_size,
         info=run.info,
         pad_empty=True,
@@ -110,7 +111,7 @@ def rescore(run: Run) -> None:
     cfg = run.cfg
     loader = make_loader(
         run.rescore_dataset(), np.asarray(indices), batch_size=cfg.optim.batch_size,
-        shuffle=False, seed=cfg.seed, workers=cfg.data.workers, info=run.info,
+        shuffle=False, seed=cfg.seed, workers=resolve_workers(cfg.data.workers), info=run.info,
         on_failed=run.bad_clips.handler("train"),
     )  # fmt: skip
     for clips, _, idx in loader:

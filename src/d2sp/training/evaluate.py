@@ -19,10 +19,11 @@ def predict_loader(
     loader,
     device: torch.device,
     autocast: Callable = nullcontext,
+    on_batch: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The model (eval mode) over every batch of ``loader``: ``probs (M, K)`` float32,
     ``targets (M,)`` and ``indices (M,)``, on the CPU, in the loader's order (this
-    process's share in a multi-process run)."""
+    process's share in a multi-process run); ``on_batch()`` after each batch."""
     model.eval()
     probs, targets, indices = [], [], []
     for clips, labels, idx in loader:
@@ -31,6 +32,8 @@ def predict_loader(
         probs.append(torch.softmax(logits.float(), dim=1).cpu())
         targets.append(torch.as_tensor(labels))
         indices.append(torch.as_tensor(idx))
+        if on_batch is not None:
+            on_batch()
     k = model.head.fc.out_features
     if not probs:
         return torch.zeros(0, k), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from d2sp.config import PurifyConfig, RunConfig
+from d2sp.config import PurifyConfig, RunConfig, resolve_workers
 from d2sp.distributed import (
     broadcast_object,
     check_batch_size,
@@ -44,6 +44,7 @@ from d2sp.training.checkpoint import restore_checkpoint, resume_source
 from d2sp.training.checks import validate_config
 from d2sp.training.epoch import rescore, train_epoch, train_loader
 from d2sp.training.evaluate import evaluate, heldout_probabilities
+from d2sp.training.folder import check_run_folder, remove_run_files
 from d2sp.training.loaders import make_loader, seed_everything
 from d2sp.training.replicas import align_replicas, check_decisions, records_reduce
 
@@ -73,15 +74,24 @@ def train(
     *,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     console: Console | None = None,
     subset: np.ndarray | None = None,
     heldout: np.ndarray | None = None,
 ) -> RunResult:
-    """Train one run as configured; returns its :class:`RunResult`.
+    """Train one run as configured into ``run_dir`` (default ``out_dir/name``); returns its
+    :class:`RunResult`.
 
+    A folder that already holds a run (config, metrics, checkpoints) is refused
+    (:class:`~d2sp.training.folder.RunExistsError`) unless ``resume=True`` or
+    ``overwrite=True`` (which first removes that run's files, nothing else in the folder).
     With ``resume=True`` the run continues from ``run_dir/last.pt`` (model, optimizer,
-    scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would.
+    scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would
+    (a fresh start when there is no checkpoint yet); its saved config may differ only in
+    ``optim.epochs``, and more epochs than planned extend the run (said on the console,
+    recorded in ``summary.json`` as ``extended`` and in the first extended epoch's metrics
+    as ``extended_from``).
     A mode that decides its training set before training (``cleanlab``, ``oracle``) does so
     first (:meth:`d2sp.purify.Purifier.select`). ``subset`` (``(N,)`` bool) trains a plain
     model on those training samples only, and ``heldout`` (``(M,)`` indices) then also
@@ -97,10 +107,15 @@ def train(
     info = launch_info()
     check_batch_size(cfg.optim.batch_size, info.world_size)
     device = process_device(cfg.device, info)
+    run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
+    check_run_folder(cfg, run_dir, resume=resume, overwrite=overwrite)
+    if overwrite and info.is_main:
+        removed = remove_run_files(run_dir)
+        if removed and progress:
+            console.print(f"overwriting the run in {run_dir}: removed {', '.join(removed)}")
     with distributed_session(device, info):
         if not info.is_main:
             console, progress = Console(quiet=True), False
-        run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
         return _train(cfg, info, device, run_dir, resume, progress, console, subset, heldout)
 
 
@@ -118,6 +133,7 @@ def _train(cfg, info, device, run_dir, resume, progress, console, subset, heldou
     best, last, start_epoch = {"war": -1.0, "uar": 0.0, "epoch": 0}, {"war": 0.0, "uar": 0.0}, 0
     if source is not None:
         start_epoch, best, last = restore_checkpoint(run, source)
+        _note_extension(run, start_epoch)
     bar = ProgressBar(run, progress)
     callbacks: list[Callback] = [bar, ConsoleLines(progress), PurificationGuard()]
     if info.is_main:
@@ -159,6 +175,8 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
             "train_acc": stats.train_acc, "trained": stats.trained, "war": war, "uar": uar,
             **counts, "seconds": time.perf_counter() - t0, "confusion": cm.tolist(),
         }  # fmt: skip
+        if epoch == start_epoch and "extended_from" in run.extras:
+            last["extended_from"] = run.extras["extended_from"]
         improved = war > best["war"]
         if improved:
             best = {"war": war, "uar": uar, "epoch": epoch + 1}
@@ -190,6 +208,8 @@ def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout
         "test_samples": len(run.test_ds), "skipped": len(run.skipped),
         "skipped_during_training": len(run.bad_clips.lines), "seconds": seconds,
     }  # fmt: skip
+    if run.extras.get("extended"):
+        summary["extended"] = run.extras["extended"]
     for cb in callbacks:
         cb.on_run_end(run, summary)
     probs = None if heldout is None else _predict_heldout(run, np.asarray(heldout))
@@ -201,11 +221,28 @@ def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout
     )  # fmt: skip
 
 
+def _note_extension(run: Run, start_epoch: int) -> None:
+    """A resume with more epochs than its checkpoint was planned for extends the run: say
+    so, and keep the record (``run.extras``: ``extended`` goes into the checkpoints and
+    ``summary.json``, ``extended_from`` into the next epoch's metrics)."""
+    planned, epochs = run.extras.get("planned_epochs"), run.cfg.optim.epochs
+    if planned is None or epochs <= planned:
+        return
+    run.extras["extended"].append(
+        {"from_epochs": planned, "to_epochs": epochs, "after_epoch": start_epoch}
+    )
+    run.extras["extended_from"] = planned
+    run.console.print(
+        f"extending the run {run.run_dir} from {planned} to {epochs} epochs (after epoch "
+        f"{start_epoch}; the LR schedule now runs to epoch {epochs})"
+    )
+
+
 def _predict_heldout(run: Run, heldout: np.ndarray) -> np.ndarray:
     """``(M, K)`` softmax of the final model on un-augmented views of ``heldout`` samples."""
     loader = make_loader(
         run.eval_train_ds, heldout, batch_size=run.cfg.optim.batch_size, shuffle=False,
-        seed=run.cfg.seed, workers=run.cfg.data.workers, info=run.info,
+        seed=run.cfg.seed, workers=resolve_workers(run.cfg.data.workers), info=run.info,
         on_failed=run.bad_clips.handler("train"),
     )  # fmt: skip
     row_of = {int(i): r for r, i in enumerate(heldout)}
@@ -221,9 +258,9 @@ def _cross_validation(cfg: RunConfig, progress: bool, console: Console):
         fold.name, fold.seed = f"{cfg.name}-{Path(run_dir).name}", seed
         fold.optim.epochs = epochs
         fold.purify = dataclasses.replace(PurifyConfig(), mode="ce")
-        result = train(
-            fold, run_dir=run_dir, resume=resume_source(Path(run_dir)) is not None,
-            progress=progress, console=console, subset=train_mask, heldout=heldout,
+        result = train(  # continues what the folder holds (a fresh start when nothing)
+            fold, run_dir=run_dir, resume=True, progress=progress, console=console,
+            subset=train_mask, heldout=heldout,
         )  # fmt: skip
         return result.heldout_probs
 
