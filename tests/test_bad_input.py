@@ -28,6 +28,7 @@ TINY = [
     "model.options={width: 4, lstm_hidden: 8}",
     "optim.epochs=2",
     "optim.batch_size=2",
+    "purify.mode=paper",
     "purify.warmup_epochs=1",
     "purify.t=1",
 ]

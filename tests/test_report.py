@@ -101,6 +101,7 @@ def make_run(tmp_path: Path, *, ledger: Ledger | None = None) -> Path:
             "model.options={width: 4, lstm_hidden: 8}",
             "optim.epochs=3",
             "optim.batch_size=2",
+            "purify.mode=paper",
             "purify.warmup_epochs=1",
             "purify.t=1",
             "purify.lam=0.5",

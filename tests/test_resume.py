@@ -42,7 +42,7 @@ def comparable(run):
     return rows, Ledger.load(run / "ledger.npz")
 
 
-@pytest.mark.parametrize("mode", ["paper", "d2sp+"])
+@pytest.mark.parametrize("mode", ["paper", "adaptive"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, mode):
     common = [
         *TINY,
@@ -50,8 +50,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, mode):
         f"out_dir={tmp_path}",
         f"purify.mode={mode}",
     ]
-    if mode == "d2sp+":
-        common += ["purify.lam=0.9", "purify.options={agree: 2, rescore_every: 1}"]
+    if mode == "adaptive":  # decides from epoch 2 on these 40 clips (probes, teacher, guard)
+        common = [c for c in common if not c.startswith(("purify.lam", "purify.tau", "purify.t=",
+                                                          "purify.warmup"))]  # fmt: skip
+        common += ["purify.options={min_epochs: 2, ready_floor: 0.5, ready_gain: 1.0, min_noise: 0.0}"]
     full = d2sp(*common, "name=full")
     assert full.wait(timeout=300) == 0, full.stdout.read().decode()
 

@@ -50,13 +50,14 @@ class ModelConfig:
 class PurifyConfig:
     """Purification (DESIGN §2): the mode and its options.
 
-    ``mode`` names a registered purifier (``paper``: the method as published; ``d2sp+``;
-    the baselines ``ce``, ``scn``, ``cleanlab``, ``oracle``). The named keys and ``options``
+    ``mode`` names a registered purifier (``adaptive``: the recommended mode, nothing to
+    tune; ``paper``: the method as published; ``d2sp+``; the baselines ``ce``, ``scn``,
+    ``cleanlab``, ``oracle``). The named keys and ``options``
     are passed to the mode; a key left empty (null) takes the mode's own default, and a key
     the mode does not take is refused. ``paper`` with both stages off is plain CE.
     """
 
-    mode: str = "paper"
+    mode: str = "adaptive"
     cgp: bool | None = None  # Coarse-Grained Pruning on/off
     fgc: bool | None = None  # Fine-Grained Correction on/off
     lam: float | None = None

@@ -162,9 +162,12 @@ def _decisions(ledger: Ledger, samples, skipped_lines: list[str]) -> dict[str, n
     """Per training sample at the final epoch: ``pruned``, ``label`` (final), ``given``,
     ``score``, ``weight``, and ``skipped`` (found unreadable during training)."""
     state = ledger.column("state")[-1]
+    given = ledger.labels.astype(np.int64)
     return {
         "pruned": state == PRUNED,
-        "label": ledger.column("label")[-1].astype(np.int64),
+        # a label other than the annotation only where the run corrected it (a mode may train
+        # some samples on other labels for its own purposes, e.g. adaptive's probes)
+        "label": np.where(state == CORRECTED, ledger.column("label")[-1].astype(np.int64), given),
         "given": ledger.labels.astype(np.int64),
         "score": ledger.column("score")[-1],
         "weight": last_recorded(ledger.column("weight")),

@@ -1,11 +1,19 @@
 """Data purification: the contract every mode implements, the registered modes, the paper's
 stages as pure functions, the records and the ledger.
 
-Importing this package registers every shipped mode: ``paper`` (the method as published),
-``d2sp+``, and the baselines ``scn``, ``ce``, ``oracle``, ``cleanlab``.
+Importing this package registers every shipped mode: ``adaptive`` (the recommended mode),
+``paper`` (the method as published), ``d2sp+``, and the baselines ``scn``, ``ce``,
+``oracle``, ``cleanlab``.
 """
 
-from d2sp.purify import confident, fixed, improved, paper, scn  # noqa: F401  (registration)
+from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
+    adaptive,
+    paper,
+    improved,
+    scn,
+    fixed,
+    confident,
+)
 from d2sp.purify.base import Decision, OptionError, Purifier
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, STATE_NAMES, UNDECIDED, Ledger
 from d2sp.purify.records import Records

@@ -56,6 +56,9 @@ class Decision:
         suspicion: float, higher = more likely a label issue or an unusable sample; None
             takes :meth:`Purifier.default_suspicion`.
         suggested: int64 suggested label of each sample (with ``suspicion``).
+        corrected: bool, the samples the ledger shows as corrected; None: those trained on a
+            label other than the annotation (a mode that trains some samples on other labels
+            for its own purposes, e.g. probes, says which changes are corrections).
     """
 
     keep: torch.Tensor
@@ -65,6 +68,7 @@ class Decision:
     delta_p: torch.Tensor
     suspicion: torch.Tensor | None = None
     suggested: torch.Tensor | None = None
+    corrected: torch.Tensor | None = None
 
 
 class OptionError(ValueError):
@@ -146,6 +150,8 @@ class Purifier:
         self.current_labels = self.labels.clone()  # (N,) CPU
         self._current_dev = self._labels_dev.clone()
         self.ledger = Ledger(labels=self.labels.numpy().copy()) if keep_ledger else None
+        self.events: list[str] = []  # what the mode wants the user to know, one line each
+        self._corrected: torch.Tensor | None = None  # (N,) when a mode says which changes are corrections
         self.model: nn.Module | None = None
         self.setup()
         if model is not None:
@@ -316,7 +322,9 @@ class Purifier:
         self._current_dev = d.labels.clone()
         self.keep_mask = d.keep.cpu()
         self.current_labels = d.labels.cpu()
-        state = state_codes(d.decided, d.keep, d.labels != self._labels_dev)
+        corrected = d.labels != self._labels_dev if d.corrected is None else d.corrected
+        self._corrected = (corrected & d.keep).cpu()
+        state = state_codes(d.decided, d.keep, corrected)
         if self.ledger is not None:
             suspicion, suggested = d.suspicion, d.suggested
             if suspicion is None:
@@ -354,8 +362,12 @@ class Purifier:
         return (~self.keep_mask).nonzero().squeeze(1).numpy()
 
     def corrected_indices(self) -> np.ndarray:
-        """Indices whose current training label differs from the annotation, int64."""
-        return (self.current_labels != self.labels).nonzero().squeeze(1).numpy()
+        """Indices the last decision corrected (trained on a label other than the annotation
+        because the mode judged the annotation wrong), int64."""
+        if self._corrected is None:  # no decision yet: a selection given before training
+            changed = (self.current_labels != self.labels) & self.keep_mask
+            return changed.nonzero().squeeze(1).numpy()
+        return self._corrected.nonzero().squeeze(1).numpy()
 
     def suspicion(self) -> tuple[np.ndarray, np.ndarray]:
         """The newest ``(N,)`` suspicion scores (higher = more likely a label issue or an
@@ -428,6 +440,8 @@ class Purifier:
             "records": self.records.state_dict(),
             "keep_mask": self.keep_mask.clone(),
             "current_labels": self.current_labels.clone(),
+            "corrected": None if self._corrected is None else self._corrected.clone(),
+            "events": list(self.events),
             "mode_state": self.mode_state_dict(),
         }
 
@@ -437,4 +451,7 @@ class Purifier:
         self.epoch = int(state["epoch"])
         self.records.load_state_dict(state["records"])
         self._set_selection(state["keep_mask"], state["current_labels"])
+        corrected = state.get("corrected")
+        self._corrected = None if corrected is None else corrected.clone().bool()
+        self.events = list(state.get("events", []))
         self.load_mode_state_dict(state.get("mode_state", {}))

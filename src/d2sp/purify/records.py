@@ -67,6 +67,7 @@ class Records:
         self.staged_weight = torch.zeros(n, dtype=torch.float32, device=dev)  # (N,)
         self.seen = torch.zeros(n, dtype=torch.bool, device=dev)  # (N,)
         self.rescored = torch.zeros(n, dtype=torch.bool, device=dev)  # (N,) by a re-score pass
+        self.last_rescored = torch.zeros(n, dtype=torch.bool, device=dev)  # of the last commit
         # committed history, newest first
         self.weight = torch.zeros(n, width, dtype=torch.float32, device=dev)  # (N, W)
         self.pred = torch.zeros(n, width, dtype=torch.int16, device=dev)  # (N, W)
@@ -90,7 +91,9 @@ class Records:
 
     def commit(self) -> torch.Tensor:
         """Push the staged records into the history as its newest column; returns the
-        ``(N,)`` mask of the samples recorded this epoch (staging is then cleared)."""
+        ``(N,)`` mask of the samples recorded this epoch. The staged probabilities stay
+        readable (``probs``, ``staged_weight``, ``last_rescored``: which of them came from a
+        re-scoring pass) until the next epoch's records overwrite them."""
         seen = self.seen.clone()
         idx = seen.nonzero().squeeze(1)  # (M,)
         probs = self.probs[idx]  # (M, K)
@@ -102,6 +105,7 @@ class Records:
             rows = buf[idx]  # (M, W)
             buf[idx] = torch.cat([new[f].to(buf.dtype).unsqueeze(1), rows[:, :-1]], dim=1)
         self.count[idx] += 1
+        self.last_rescored = self.rescored.clone()
         self.seen.zero_()
         self.rescored.zero_()
         return seen

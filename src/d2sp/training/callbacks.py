@@ -75,8 +75,16 @@ class ConsoleLines(Callback):
 
     def __init__(self, verbose: bool):
         self.verbose = verbose
+        self.events_shown = 0
+
+    def on_decision(self, run, epoch, counts):
+        """The purifier's new events (readiness, caps, corrections switched off...), always."""
+        for line in run.purifier.events[self.events_shown :]:
+            run.console.print(f"[cyan]purifier:[/] {line}", soft_wrap=True)
+        self.events_shown = len(run.purifier.events)
 
     def on_run_start(self, run, start_epoch):
+        self.events_shown = len(run.purifier.events)  # a resumed run's were shown before
         for split in (run.train_split, run.test_split) if self.verbose else ():
             counts = ", ".join(f"{k} {v}" for k, v in class_counts(split).items())
             run.console.print(f"[dim]{split.split}: {len(split.samples)} clips ({counts})[/]")
@@ -126,8 +134,15 @@ class ConsoleLines(Callback):
 
 class RunFolderWriter(Callback):
     """Writes the run folder (rank 0 only): ``config.yaml``, ``class_counts.json``,
-    ``skipped.txt``, one ``metrics.jsonl`` line and the ledger per epoch, the checkpoints,
-    and ``summary.json`` at the end. A resumed run's metrics are cut back to its checkpoint."""
+    ``skipped.txt``, one ``metrics.jsonl`` line, the ledger and the purifier's events
+    (``events.txt``) per epoch, the checkpoints, and ``summary.json`` at the end. A resumed
+    run's metrics are cut back to its checkpoint."""
+
+    def on_decision(self, run, epoch, counts):
+        events = run.purifier.events
+        path = run.run_dir / "events.txt"
+        if events or path.is_file():
+            path.write_text("".join(line + "\n" for line in events), encoding="utf-8")
 
     def on_run_start(self, run, start_epoch):
         d = run.run_dir
