@@ -11,7 +11,7 @@ from d2sp.config import ConfigError, RunConfig, load_config, resolve_workers
 
 def test_auto_is_the_default_and_resolves_to_the_cpus(monkeypatch):
     assert RunConfig().data.workers == "auto"
-    for cpus, want in [(1, 0), (2, 1), (4, 3), (64, 8), (None, 0)]:
+    for cpus, want in [(1, 0), (2, 1), (4, 3), (5, 3), (16, 14), (64, 32), (None, 0)]:
         monkeypatch.setattr(os, "cpu_count", lambda c=cpus: c)
         assert resolve_workers("auto") == want
     assert resolve_workers(3) == 3
