@@ -359,3 +359,26 @@ def test_reads_are_the_same_however_frames_are_grouped_into_calls(tmp_path, code
     for kw in ({}, {"max_gap": -1}):
         with pytest.raises(DataError, match="truncated|corrupt"):
             CacheSource(tmp_path / "c", **kw).read_all(split.samples[0])
+
+
+def test_the_default_codec_everywhere_and_data_cache_codec(tmp_path):
+    """``prepare_cache``, ``d2sp prepare`` and ``data.cache`` share one default codec (JPEG,
+    chosen by ``benchmarks/loader_table.py``); ``data.cache_codec`` picks another."""
+    import inspect
+
+    from d2sp.commands.prepare import prepare
+    from d2sp.config import load_config
+    from d2sp.data.cache import DEFAULT_CODEC
+    from d2sp.data.splits import load_split
+
+    assert DEFAULT_CODEC == "jpeg"
+    assert inspect.signature(prepare_cache).parameters["codec"].default == DEFAULT_CODEC
+    assert inspect.signature(prepare).parameters["codec"].default.default == DEFAULT_CODEC
+    root = make_dfew(tmp_path / "DFEW")
+    base = ["data.dataset=dfew", f"data.root={root}", "data.fold=1", "data.size=16"]
+    for codec, want in ((None, "jpeg"), ("raw", "raw"), ("jpeg", "jpeg")):
+        extra = [] if codec is None else [f"data.cache_codec={codec}"]
+        cfg = load_config(None, [*base, f"data.cache={tmp_path / 'c'}", *extra])
+        split = load_split(cfg.data, "train", progress=False)
+        assert split.source.codec == want
+        assert json.loads((tmp_path / "c" / "train" / "manifest.json").read_text())["version"] == 1

@@ -30,6 +30,7 @@ class DataConfig:
     workers: int | str = "auto"  # DataLoader processes; auto: CPUs - 2 (CPUs - 1 up to 4), <= 32
     skip_bad: bool = False
     cache: str | None = None  # pack each split into a clip cache under this folder
+    cache_codec: str | None = None  # that cache's codec: jpeg or raw (None: d2sp prepare's)
     allow_shared_test: bool = False  # train although the test split repeats training clips
 
 
@@ -148,7 +149,7 @@ def _build(cls, values: dict[str, Any], where: str):
 
 _OPTIONAL = {
     "lam": float, "tau": float, "t": int, "warmup_epochs": int,
-    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str,
+    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str, "cache_codec": str,
 }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 
 from d2sp.commands.common import console, fail
-from d2sp.data.cache import prepare_cache
+from d2sp.data.cache import DEFAULT_CODEC, prepare_cache
 from d2sp.data.frames import DataError
 from d2sp.data.registry import class_counts, create_dataset, list_datasets
 
@@ -59,7 +59,7 @@ def prepare(
     fold: int = typer.Option(None, help="Fold 1-5 (DFEW, MAFW)"),
     size: int = typer.Option(112, help="Frame size: short side (or square side)"),
     codec: str = typer.Option(
-        "jpeg",
+        DEFAULT_CODEC,
         help="jpeg (compact, decoded when read) or raw (uint8 pixels, no decode, lossless; "
         "frames x h x w x 3 bytes per clip: 37,632 B per 112x112 frame, 1.5 MB for 40 frames)",
     ),

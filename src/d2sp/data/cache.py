@@ -71,6 +71,7 @@ FORMAT_VERSION = 1
 SHARD_BYTES = 256 * 2**20
 RESIZE_MODES = ("short", "square")
 CODECS = ("jpeg", "raw")
+DEFAULT_CODEC = "jpeg"  # chosen by benchmarks/loader_table.py: see the module docstring
 READ_GAP = 32 * 1024  # frames of a clip at most this far apart are read with one call
 _MAX_RUN = 400  # frames per call (a preadv takes at most IOV_MAX = 1024 buffers)
 FRAME_DTYPE = np.dtype([("shard", "<u2"), ("offset", "<u8"), ("length", "<u4")])
@@ -121,7 +122,7 @@ def fingerprint_split(split: DatasetSplit) -> str:
     return h.hexdigest()
 
 
-_DEFAULTS = {"size": 112, "codec": "jpeg", "quality": 90, "resize": "short", "max_frames": None}
+_DEFAULTS = {"size": 112, "codec": DEFAULT_CODEC, "quality": 90, "resize": "short", "max_frames": None}
 
 
 def _params(
@@ -327,7 +328,7 @@ def prepare_cache(
     out_dir: str | PathLike,
     *,
     size: int = 112,
-    codec: str = "jpeg",
+    codec: str = DEFAULT_CODEC,
     quality: int = 90,
     resize: str = "short",
     max_frames: int | None = None,
