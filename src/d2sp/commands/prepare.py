@@ -5,10 +5,11 @@
     d2sp prepare csv /data/mine /cache/mine -o csv_file=train.csv -o class_names=a,b,c
     d2sp prepare dfew /data/DFEW /cache/dfew-train-1-raw --fold 1 --codec raw
 
-``--codec raw`` stores the resized frames as plain uint8 pixels: no decode when training
-(the fastest loader, lossless), at ``frames × h × w × 3`` bytes per clip (37,632 B per 112²
-frame, 1.5 MB for a 40-frame clip: about 8-15× the JPEG cache; ``--max-frames`` bounds
-it).
+The default codec, JPEG (quality 90), is about 14× smaller than ``--codec raw``, which
+stores the resized frames as plain uint8 pixels: no decode when training (twice the clips
+per loader core, lossless), at ``frames × h × w × 3`` bytes per clip (37,632 B per 112²
+frame, 1.5 MB for a 40-frame clip; ``--max-frames`` bounds it), and six times the disk
+reads when the cache is not in the page cache (see :mod:`d2sp.data.cache`).
 
 Train from it with ``d2sp.data.cache.load_cache(out)`` (same samples, labels and order).
 """

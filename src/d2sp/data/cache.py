@@ -28,6 +28,18 @@ interpolation, then stored with ``codec``:
   37,632 B per 112² frame, 1.5 MB for a 40-frame clip, about 8-15× the JPEG cache
   (``max_frames`` bounds it: 32 frames at 112² are 1.2 MB a clip).
 
+Which codec (``benchmarks/loader_table.py``, ``benchmarks/results/loader_table_cpu.md``: a
+20,000-clip dataset of 40-frame clips, read cold and warm by one loader worker): a worker
+core delivers about 1,100 clips/s from the raw cache and 520-550 from the JPEG cache, but a
+clip read cold costs 638 KiB from the disk in the raw cache against 106 KiB in the JPEG
+one. A GPU training R18-LSTM at ~2,800 clips/s therefore needs ~1.9 GB/s of random reads
+from a raw cache that is not in the page cache (28 GiB for those 20,000 clips; DFEW and
+FERV39k are of that order), ~0.3 GB/s from a JPEG cache (2 GiB, which stays in the page
+cache after its first epoch), and from the JPEG cache about 5.5 worker cores where its
+cores are as fast as these (14 workers of a 16-core machine are 2.5× that). Hence the
+default, ``"jpeg"``; ``"raw"`` pays where loader cores are few and the raw cache fits in
+memory.
+
 Every frame of a clip is kept (``max_frames`` keeps at most that many, evenly spaced), so
 segment sampling over the cache draws the same frame positions as over the source: with the
 same seed, training from the cache sees the same samples, labels, order and frame choices,
