@@ -672,7 +672,9 @@ class CacheSource:
         want = h * w * 3
         flat = out.reshape(len(rows), want)
         for shard, run in self._runs(rows):
-            views, scratch = [], None
+            gaps = [n[1] - (p[1] + p[2]) for p, n in zip(run, run[1:], strict=False)]
+            scratch = memoryview(bytearray(max(gaps, default=0)))  # bytes read, then dropped
+            views = []
             end = run[0][1]
             for k, offset, length in run:
                 if length != want:
@@ -680,9 +682,7 @@ class CacheSource:
                         f"{self.out_dir}: cached frame {int(rows[k])} holds {length} bytes, "
                         f"expected {want} ({h}x{w}x3)"
                     )
-                if offset > end:  # bytes between two wanted frames: read, then dropped
-                    if scratch is None:
-                        scratch = memoryview(bytearray(max(self.max_gap, 0)))
+                if offset > end:  # the bytes between two wanted frames
                     views.append(scratch[: offset - end])
                 views.append(memoryview(flat[k]))
                 end = offset + length
