@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = args.batch or batch
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
+    if device.type == "cpu":  # the step on one core, the loader workers on the others
+        torch.set_num_threads(1)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="d2sp-fromdisk-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
