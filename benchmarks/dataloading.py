@@ -103,8 +103,8 @@ def _clip_frames(seed: int, n: int, size: int) -> np.ndarray:
     return out
 
 
-def _write_clip(task: tuple[Path, int, int, int]) -> int:
-    root, vid, n, size = task
+def _write_clip(task: tuple[Path, int, int, int, bool]) -> int:
+    root, vid, n, size, videos = task
     frames = _clip_frames(vid, n, size)
     folder = root / "clip_224x224" / f"{vid:05d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,6 +113,8 @@ def _write_clip(task: tuple[Path, int, int, int]) -> int:
         data = simplejpeg.encode_jpeg(img, quality=90, colorsubsampling="420")
         (folder / f"{vid:05d}_{i + 1:05d}.jpg").write_bytes(data)
         written += len(data)
+    if not videos:
+        return written
     with av.open(str(root / "videos" / f"{vid:05d}.mp4"), "w") as out:
         stream = out.add_stream("libx264", rate=25, options={"crf": "23", "preset": "fast"})
         stream.width = stream.height = size
@@ -125,8 +127,11 @@ def _write_clip(task: tuple[Path, int, int, int]) -> int:
     return written
 
 
-def make_tree(root: Path, clips: int, frames: int, size: int, workers: int) -> dict:
-    """The synthetic DFEW-like tree; returns sizes on disk."""
+def make_tree(
+    root: Path, clips: int, frames: int, size: int, workers: int, videos: bool = True
+) -> dict:
+    """The synthetic DFEW-like tree (with an H.264 copy of every clip unless not ``videos``);
+    returns sizes on disk."""
     (root / "label").mkdir(parents=True, exist_ok=True)
     (root / "videos").mkdir(exist_ok=True)
     ids = list(range(1, clips + 1))
@@ -137,7 +142,7 @@ def make_tree(root: Path, clips: int, frames: int, size: int, workers: int) -> d
         "path,label\n"
         + "".join(f"videos/{v:05d}.mp4,{y - 1}\n" for v, y in zip(ids, labels, strict=True))
     )
-    tasks = [(root, v, frames, size) for v in ids]
+    tasks = [(root, v, frames, size, videos) for v in ids]
     if workers > 1:
         import multiprocessing as mp
 
@@ -145,7 +150,7 @@ def make_tree(root: Path, clips: int, frames: int, size: int, workers: int) -> d
             jpeg_bytes = sum(pool.map(_write_clip, tasks, chunksize=4))
     else:
         jpeg_bytes = sum(map(_write_clip, tasks))
-    video_bytes = sum(p.stat().st_size for p in (root / "videos").iterdir())
+    video_bytes = sum(p.stat().st_size for p in (root / "videos").iterdir())  # (none: 0)
     return {"jpeg_bytes": jpeg_bytes, "video_bytes": video_bytes}
 
 

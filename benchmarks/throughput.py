@@ -7,13 +7,16 @@ share one backbone and one optimizer and are timed in alternating blocks in the 
 so clocks, caches and thermals treat them alike:
 
 - ``CE``: backbone + linear head, ``F.cross_entropy`` (the paper's "Original" row);
-- ``D2SP``: backbone + head with the weight branch, ``weighted_cross_entropy`` on the
-  purifier's current labels and its recording of every batch (``purifier.loss``).
+- ``D2SP``: backbone + head with the weight branch, the purifier's loss (weighted CE on its
+  current labels, recording the batch: ``purifier.loss(logits, w, idx)``) and its per-step
+  update (``purifier.after_step()``), for the purification mode ``--mode`` (default
+  ``paper``; a mode with a teacher updates it there).
 
 Examples::
 
     python benchmarks/throughput.py                      # all backbones, paper input sizes
     python benchmarks/throughput.py --models r18_lstm,vit_lstm --steps 60 --compile
+    python benchmarks/throughput.py --mode d2sp+          # another purification mode
     python benchmarks/throughput.py --device cpu --tiny  # quick smoke run
 
 Prints a Markdown table (clips/s per variant, D2SP time overhead, peak memory).
@@ -47,7 +50,7 @@ def _bootstrap() -> None:
 _bootstrap()
 from d2sp.heads import ClassifierHead  # noqa: E402
 from d2sp.models import DFERModel, create_backbone, list_backbones  # noqa: E402
-from d2sp.purify import create_purifier  # noqa: E402
+from d2sp.purify import create_purifier, purifier_class  # noqa: E402
 
 # name -> (backbone kwargs, frame size, clips per batch) at the paper's input (16 frames)
 PRESETS: dict[str, tuple[dict, int, int]] = {
@@ -57,6 +60,7 @@ PRESETS: dict[str, tuple[dict, int, int]] = {
     "vgg16_lstm": ({}, 112, 32),
     "former_dfer": ({}, 112, 32),
     "vit_lstm": ({}, 224, 16),
+    "clip_vit": ({}, 224, 16),  # ViT-B/16 at CLIP's resolution, DFER-CLIP's setting
 }
 # --tiny: small widths for a CPU smoke run
 TINY: dict[str, tuple[dict, int, int]] = {
@@ -66,6 +70,11 @@ TINY: dict[str, tuple[dict, int, int]] = {
     "vgg16_lstm": ({"width": 8, "lstm_hidden": 64}, 64, 4),
     "former_dfer": ({"width": 8, "heads": 4, "img_size": 64}, 64, 4),
     "vit_lstm": ({"img_size": 64, "dim": 64, "depth": 2, "heads": 4, "lstm_hidden": 64}, 64, 4),
+    "clip_vit": (
+        {"img_size": 64, "patch_size": 16, "width": 64, "layers": 2, "heads": 4, "output_dim": 32},
+        64,
+        4,
+    ),
 }
 DEFAULT_PRESET = ({}, 112, 16)
 TINY_DEFAULT = ({"width": 8}, 64, 4)
@@ -142,7 +151,7 @@ def bench_model(name: str, args, device: torch.device) -> dict:
 
     n = args.num_samples
     labels = torch.randint(k, (n,), generator=torch.Generator().manual_seed(1))
-    purifier = create_purifier("paper", labels, num_classes=k, device=device)
+    purifier = create_purifier(args.mode, labels, num_classes=k, model=d2sp_model, device=device)
     clips, idx_batches = make_batch(batch, frames, size, n, device, channels_last)
     ce_labels = [labels.to(device)[i] for i in idx_batches]
 
@@ -247,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4, help="alternating timed blocks")
     ap.add_argument("--num-classes", type=int, default=7)
     ap.add_argument("--num-samples", type=int, default=31088, help="N for the purifier")
+    ap.add_argument("--mode", default="paper", help="purification mode of the D2SP variant")
     ap.add_argument("--compile", action="store_true", help="torch.compile both variants")
     ap.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast")
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="tiny models for a smoke run")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--target-overhead", type=float, default=None,
+                    help="print whether each model's D2SP overhead is at most this %%")
     args = ap.parse_args(argv)
     args.frames = args.frames or (4 if args.tiny else 16)
     args.steps = args.steps or (8 if args.tiny else 40)
@@ -266,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    try:
+        purifier_class(args.mode)
+    except (KeyError, ValueError) as e:
+        ap.error(str(e))
     names = args.models.split(",") if args.models else list_backbones()
     unknown = [m for m in names if m not in list_backbones()]
     if unknown:
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     amp = device.type == "cuda" and not args.no_amp
     print(
-        f"# throughput from memory — {dev_name}, torch {torch.__version__}, "
+        f"# throughput from memory — {dev_name}, torch {torch.__version__}, mode {args.mode}, "
         f"{'bf16 autocast' if amp else 'fp32'}, "
         f"channels_last={device.type == 'cuda' and not args.no_channels_last}, "
         f"compile={args.compile}, {args.steps} steps x 2 variants in {args.rounds} "
@@ -307,6 +323,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if syncs:
         print(f"\nhost-GPU synchronisations in one D2SP step: {syncs}")
+    if args.target_overhead is not None:
+        ok = [r for r in rows if "error" not in r]
+        over = [f"{r['model']} {r['overhead_pct']:+.1f}%" for r in ok
+                if r["overhead_pct"] > args.target_overhead]
+        met = "met" if ok and not over and len(ok) == len(rows) else "NOT met"
+        if over or not ok:
+            detail = ", ".join(over) or "no backbone measured"
+        else:
+            detail = f"largest {max(r['overhead_pct'] for r in ok):+.1f}%"
+        print(f"\ntarget: D2SP overhead <= {args.target_overhead:g}% for every backbone: {met} "
+              f"({detail}{'' if len(ok) == len(rows) else '; some backbones failed'})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 1 if any("error" in r for r in rows) else 0

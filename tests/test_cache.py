@@ -329,3 +329,56 @@ def test_prepare_command_builds_then_reuses(tmp_path):
     bad = CliRunner().invoke(app, args[:4] + ["--size", "16"])
     assert bad.exit_code == 2 and "fold is required" in bad.output
     assert tree_hash(root) == before
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "raw"])
+def test_reads_are_the_same_however_frames_are_grouped_into_calls(tmp_path, codec):
+    """One read per frame, the default grouping (frames up to 32 KiB apart in one call) and
+    one call per clip give the same frames, repeats (a short clip) included."""
+    root = make_dfew(tmp_path / "DFEW")
+    split = create_dataset("dfew", root=root, split="train", fold=1)
+    prepare_cache(split, tmp_path / "c", size=16, codec=codec, shard_bytes=4000, workers=0,
+                  progress=False)  # fmt: skip
+    sources = [
+        CacheSource(tmp_path / "c", max_gap=-1, advise_random=False),
+        CacheSource(tmp_path / "c"),
+        CacheSource(tmp_path / "c", max_gap=2**30),
+    ]
+    assert sources[1].max_gap == 32 * 1024 and sources[1].advise_random
+    for s in split.samples:
+        whole = [src.read_all(s) for src in sources]
+        assert all(np.array_equal(whole[0], w) for w in whole[1:])
+        for seed in range(3):
+            got = [src.read(s, num_segments=24, train=True, rng=np.random.default_rng(seed))
+                   for src in sources]  # fmt: skip
+            assert got[0].shape == (24, 16, 16, 3)
+            assert all(np.array_equal(got[0], g) for g in got[1:])
+    # a shard cut short is named whatever the grouping
+    shard = tmp_path / "c" / "shard-00000.bin"
+    shard.write_bytes(shard.read_bytes()[:100])
+    for kw in ({}, {"max_gap": -1}):
+        with pytest.raises(DataError, match="truncated|corrupt"):
+            CacheSource(tmp_path / "c", **kw).read_all(split.samples[0])
+
+
+def test_the_default_codec_everywhere_and_data_cache_codec(tmp_path):
+    """``prepare_cache``, ``d2sp prepare`` and ``data.cache`` share one default codec (JPEG,
+    chosen by ``benchmarks/loader_table.py``); ``data.cache_codec`` picks another."""
+    import inspect
+
+    from d2sp.commands.prepare import prepare
+    from d2sp.config import load_config
+    from d2sp.data.cache import DEFAULT_CODEC
+    from d2sp.data.splits import load_split
+
+    assert DEFAULT_CODEC == "jpeg"
+    assert inspect.signature(prepare_cache).parameters["codec"].default == DEFAULT_CODEC
+    assert inspect.signature(prepare).parameters["codec"].default.default == DEFAULT_CODEC
+    root = make_dfew(tmp_path / "DFEW")
+    base = ["data.dataset=dfew", f"data.root={root}", "data.fold=1", "data.size=16"]
+    for codec, want in ((None, "jpeg"), ("raw", "raw"), ("jpeg", "jpeg")):
+        extra = [] if codec is None else [f"data.cache_codec={codec}"]
+        cfg = load_config(None, [*base, f"data.cache={tmp_path / 'c'}", *extra])
+        split = load_split(cfg.data, "train", progress=False)
+        assert split.source.codec == want
+        assert json.loads((tmp_path / "c" / "train" / "manifest.json").read_text())["version"] == 1

@@ -11,7 +11,7 @@ from d2sp.config import ConfigError, RunConfig, load_config, resolve_workers
 
 def test_auto_is_the_default_and_resolves_to_the_cpus(monkeypatch):
     assert RunConfig().data.workers == "auto"
-    for cpus, want in [(1, 0), (2, 1), (4, 3), (64, 8), (None, 0)]:
+    for cpus, want in [(1, 0), (2, 1), (4, 3), (5, 3), (16, 14), (64, 32), (None, 0)]:
         monkeypatch.setattr(os, "cpu_count", lambda c=cpus: c)
         assert resolve_workers("auto") == want
     assert resolve_workers(3) == 3
@@ -42,3 +42,44 @@ def test_a_run_with_auto_workers_trains(tmp_path, synth_root, monkeypatch):
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
     assert saved["data"]["workers"] == "auto"
     assert 0 <= result.war <= 1
+
+
+def test_workers_reuse_their_shared_batch_buffers_when_asked():
+    """``CheckedCollate(reuse=R)``: each worker stacks clips into R shared buffers it made
+    once (what the trainer's pinned loaders use), and the batches are the same as without."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    from d2sp.data.frames import DataError
+    from d2sp.training.badclips import CheckedCollate, CheckedItems, Failure
+
+    class Clips(Dataset):
+        def __len__(self):
+            return 90
+
+        def __getitem__(self, i):
+            if i == 13:
+                raise DataError("bad")
+            return torch.full((2, 3, 4, 4), i, dtype=torch.uint8), i % 7, i
+
+    def batches(reuse):
+        loader = DataLoader(CheckedItems(Clips()), batch_size=8, num_workers=2, prefetch_factor=2,
+                            collate_fn=CheckedCollate(reuse))  # fmt: skip
+        out, buffers = [], set()
+        for clips, labels, idx, failed in loader:
+            fd, _ = clips.untyped_storage()._share_fd_cpu_()
+            buffers.add(os.fstat(fd).st_ino)
+            out.append((clips.clone(), labels.tolist(), idx.tolist(), failed))
+        return out, buffers
+
+    plain, fresh = batches(0)
+    reused, ring = batches(4)
+    # one buffer per batch without reuse; with it 4 per worker, plus one made again for the
+    # batch that lost a clip (another shape) and one for the batch after it in that slot
+    assert len(fresh) == len(plain) == 12 and len(ring) <= 2 * 4 + 2
+    for (a, la, ia, fa), (b, lb, ib, fb) in zip(plain, reused, strict=True):
+        assert torch.equal(a, b) and (la, ia, fa) == (lb, ib, fb)
+        assert torch.equal(a[:, 0, 0, 0, 0], torch.tensor(ia, dtype=torch.uint8))
+    assert plain[1][3] == [(13, "bad")] and len(plain[1][2]) == 7  # a failed item left out
+    items = [Failure(3, "x")]
+    assert CheckedCollate(4)(items)[0].shape == (0,)  # in the main process: as usual

@@ -27,9 +27,10 @@ class DataConfig:
     num_frames: int = 16
     size: int = 112
     crop_scale: tuple[float, float] = (0.8, 1.0)
-    workers: int | str = "auto"  # DataLoader processes; auto: min(8, CPUs - 1)
+    workers: int | str = "auto"  # DataLoader processes; auto: CPUs - 2 (CPUs - 1 up to 4), <= 32
     skip_bad: bool = False
     cache: str | None = None  # pack each split into a clip cache under this folder
+    cache_codec: str | None = None  # that cache's codec: jpeg or raw (None: d2sp prepare's)
     allow_shared_test: bool = False  # train although the test split repeats training clips
 
 
@@ -112,9 +113,13 @@ class ConfigError(ValueError):
 
 def resolve_workers(value: int | str) -> int:
     """DataLoader worker processes for ``data.workers``: an integer as given, or ``"auto"``:
-    ``min(8, os.cpu_count() - 1)``, at least 0 (resolved where the run starts)."""
+    every CPU but two (one for the main process driving the device, one for its pinning
+    thread and the system), every CPU but one up to 4 CPUs, at most 32, at least 0 (resolved
+    where the run starts). On a 16-core GPU machine: 14, which a GPU training at ~2,800
+    clips/s needs (``benchmarks/results/loader_table_cpu.md``)."""
     if value == "auto":
-        return max(0, min(8, (os.cpu_count() or 1) - 1))
+        cpus = os.cpu_count() or 1
+        return max(0, min(32, cpus - 1 if cpus <= 4 else cpus - 2))
     return int(value)
 
 
@@ -145,7 +150,7 @@ def _build(cls, values: dict[str, Any], where: str):
 
 _OPTIONAL = {
     "lam": float, "tau": float, "t": int, "warmup_epochs": int,
-    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str,
+    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str, "cache_codec": str,
 }  # fmt: skip
 
 

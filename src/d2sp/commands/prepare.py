@@ -5,10 +5,11 @@
     d2sp prepare csv /data/mine /cache/mine -o csv_file=train.csv -o class_names=a,b,c
     d2sp prepare dfew /data/DFEW /cache/dfew-train-1-raw --fold 1 --codec raw
 
-``--codec raw`` stores the resized frames as plain uint8 pixels: no decode when training
-(the fastest loader, lossless), at ``frames × h × w × 3`` bytes per clip (37,632 B per 112²
-frame, 1.5 MB for a 40-frame clip: about 8-15× the JPEG cache; ``--max-frames`` bounds
-it).
+The default codec, JPEG (quality 90), is about 14× smaller than ``--codec raw``, which
+stores the resized frames as plain uint8 pixels: no decode when training (twice the clips
+per loader core, lossless), at ``frames × h × w × 3`` bytes per clip (37,632 B per 112²
+frame, 1.5 MB for a 40-frame clip; ``--max-frames`` bounds it), and six times the disk
+reads when the cache is not in the page cache (see :mod:`d2sp.data.cache`).
 
 Train from it with ``d2sp.data.cache.load_cache(out)`` (same samples, labels and order).
 """
@@ -22,7 +23,7 @@ import typer
 from rich.table import Table
 
 from d2sp.commands.common import console, fail
-from d2sp.data.cache import prepare_cache
+from d2sp.data.cache import DEFAULT_CODEC, prepare_cache
 from d2sp.data.frames import DataError
 from d2sp.data.registry import class_counts, create_dataset, list_datasets
 
@@ -59,7 +60,7 @@ def prepare(
     fold: int = typer.Option(None, help="Fold 1-5 (DFEW, MAFW)"),
     size: int = typer.Option(112, help="Frame size: short side (or square side)"),
     codec: str = typer.Option(
-        "jpeg",
+        DEFAULT_CODEC,
         help="jpeg (compact, decoded when read) or raw (uint8 pixels, no decode, lossless; "
         "frames x h x w x 3 bytes per clip: 37,632 B per 112x112 frame, 1.5 MB for 40 frames)",
     ),

@@ -1,5 +1,5 @@
 """A packed clip cache: every clip's frames resized once, stored as JPEG bytes (or raw pixels)
-in a few large shard files, read back with one ``pread`` per frame.
+in a few large shard files, read back with one or a few ``pread`` calls per clip.
 
 Training from frame folders opens tens of small files per clip and decodes full-size
 frames; from videos it decodes whole GOPs. The cache turns any :class:`DatasetSplit` into
@@ -27,6 +27,18 @@ interpolation, then stored with ``codec``:
   decode at all. It costs ``h · w · 3`` bytes per frame, i.e. ``N · h · w · 3`` per clip:
   37,632 B per 112² frame, 1.5 MB for a 40-frame clip, about 8-15× the JPEG cache
   (``max_frames`` bounds it: 32 frames at 112² are 1.2 MB a clip).
+
+Which codec (``benchmarks/loader_table.py``, ``benchmarks/results/loader_table_cpu.md``: a
+20,000-clip dataset of 40-frame clips, read cold and warm by one loader worker): a worker
+core delivers about 1,100 clips/s from the raw cache and 520-550 from the JPEG cache, but a
+clip read cold costs 638 KiB from the disk in the raw cache against 106 KiB in the JPEG
+one. A GPU training R18-LSTM at ~2,800 clips/s therefore needs ~1.9 GB/s of random reads
+from a raw cache that is not in the page cache (28 GiB for those 20,000 clips; DFEW and
+FERV39k are of that order), ~0.3 GB/s from a JPEG cache (2 GiB, which stays in the page
+cache after its first epoch), and from the JPEG cache about 5.5 worker cores where its
+cores are as fast as these (14 workers of a 16-core machine are 2.5× that). Hence the
+default, ``"jpeg"``; ``"raw"`` pays where loader cores are few and the raw cache fits in
+memory.
 
 Every frame of a clip is kept (``max_frames`` keeps at most that many, evenly spaced), so
 segment sampling over the cache draws the same frame positions as over the source: with the
@@ -71,6 +83,9 @@ FORMAT_VERSION = 1
 SHARD_BYTES = 256 * 2**20
 RESIZE_MODES = ("short", "square")
 CODECS = ("jpeg", "raw")
+DEFAULT_CODEC = "jpeg"  # chosen by benchmarks/loader_table.py: see the module docstring
+READ_GAP = 32 * 1024  # frames of a clip at most this far apart are read with one call
+_MAX_RUN = 400  # frames per call (a preadv takes at most IOV_MAX = 1024 buffers)
 FRAME_DTYPE = np.dtype([("shard", "<u2"), ("offset", "<u8"), ("length", "<u4")])
 _OURS = re.compile(
     r"^(manifest\.json|samples\.json|clips\.npy|frames\.npy|shapes\.npy|shard-\d{5}\.bin)$"
@@ -119,7 +134,7 @@ def fingerprint_split(split: DatasetSplit) -> str:
     return h.hexdigest()
 
 
-_DEFAULTS = {"size": 112, "codec": "jpeg", "quality": 90, "resize": "short", "max_frames": None}
+_DEFAULTS = {"size": 112, "codec": DEFAULT_CODEC, "quality": 90, "resize": "short", "max_frames": None}
 
 
 def _params(
@@ -325,7 +340,7 @@ def prepare_cache(
     out_dir: str | PathLike,
     *,
     size: int = 112,
-    codec: str = "jpeg",
+    codec: str = DEFAULT_CODEC,
     quality: int = 90,
     resize: str = "short",
     max_frames: int | None = None,
@@ -526,16 +541,24 @@ class CacheSource:
     """Frame source over a clip cache: ``read(sample, …) -> (T, h, w, 3)`` uint8.
 
     A sample is found by its path. Shard files are opened lazily, once per process (so a
-    source created before DataLoader workers fork works in each of them), and read with
-    ``os.pread``; the index is memory-mapped. JPEG frames are decoded after the read; raw
-    frames are read straight into the output array (only the sampled ones, at offsets
-    computed from the index), with no decode.
+    source created before DataLoader workers fork works in each of them); the index is
+    memory-mapped. The frames a read needs are fetched with few calls: frames of a clip that
+    lie at most ``max_gap`` bytes apart are read with one ``pread``/``preadv`` (the bytes in
+    between land in a scratch buffer), so a JPEG clip's sampled frames usually come in one
+    call, and raw frames (37,632 B each at 112²) each in their own, straight into the output
+    array. ``max_gap=-1`` reads every frame on its own. With ``advise_random`` (default) the
+    shard files are opened with ``POSIX_FADV_RANDOM``: the kernel reads what is asked and no
+    read-ahead around it, which a cache read in random clip order would throw away. JPEG
+    frames are decoded after the read; raw frames need no decode.
     """
 
-    def __init__(self, out_dir: str | PathLike):
+    def __init__(
+        self, out_dir: str | PathLike, *, max_gap: int = READ_GAP, advise_random: bool = True
+    ):
         self.out_dir = Path(out_dir)
         manifest = _read_manifest(self.out_dir)
         self.codec = _codec(manifest) if manifest is not None else "jpeg"
+        self.max_gap, self.advise_random = int(max_gap), bool(advise_random)
         with open(self.out_dir / "samples.json", encoding="utf-8") as f:
             paths = [s["path"] for s in json.load(f)]
         self._index = {p: i for i, p in enumerate(paths)}
@@ -576,6 +599,8 @@ class CacheSource:
         fd = self._fds.get(shard)
         if fd is None:
             fd = os.open(self.out_dir / f"shard-{shard:05d}.bin", os.O_RDONLY)
+            if self.advise_random and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
             self._fds[shard] = fd
         return fd
 
@@ -595,75 +620,124 @@ class CacheSource:
         start, end = self._rows(sample)
         return end - start
 
-    def _decode(self, row: int) -> np.ndarray:
-        shard, offset, length = self._frames[row]
-        data = os.pread(self._fd(int(shard)), int(length), int(offset))
-        try:
-            return simplejpeg.decode_jpeg(data, colorspace="RGB")  # (h, w, 3)
-        except ValueError as e:
-            raise DataError(f"{self.out_dir}: corrupt cached frame {row} ({e})") from None
+    def _runs(self, rows: np.ndarray) -> list[tuple[int, list[tuple[int, int, int]]]]:
+        """Sorted unique frame ``rows`` -> ``[(shard, [(k, offset, length), ...])]``: groups
+        of frames read with one call (same shard, at most ``max_gap`` bytes apart)."""
+        records = self._frames[rows].tolist()  # [(shard, offset, length)]
+        runs: list[tuple[int, list[tuple[int, int, int]]]] = []
+        end = None
+        for k, (shard, offset, length) in enumerate(records):
+            if (
+                not runs
+                or shard != runs[-1][0]
+                or self.max_gap < 0
+                or offset - end > self.max_gap
+                or offset < end
+                or len(runs[-1][1]) >= _MAX_RUN
+            ):
+                runs.append((shard, []))
+            runs[-1][1].append((k, offset, length))
+            end = offset + length
+        return runs
+
+    def _truncated(self, shard: int) -> DataError:
+        return DataError(f"{self.out_dir}: shard {shard} is truncated; prepare again")
+
+    def _read_jpeg(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Decoded frames ``(h, w, 3)`` at the sorted unique ``rows`` of ``frames.npy``."""
+        out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
+        for shard, run in self._runs(rows):
+            start = run[0][1]
+            size = run[-1][1] + run[-1][2] - start
+            data = os.pread(self._fd(int(shard)), size, start)
+            if len(data) != size:
+                raise self._truncated(int(shard))
+            view = memoryview(data)
+            for k, offset, length in run:
+                try:
+                    out[k] = simplejpeg.decode_jpeg(
+                        view[offset - start : offset - start + length], colorspace="RGB"
+                    )  # (h, w, 3)
+                except ValueError as e:
+                    raise DataError(
+                        f"{self.out_dir}: corrupt cached frame {int(rows[k])} ({e})"
+                    ) from None
+        return out
 
     def _read_raw(self, clip: int, rows: np.ndarray) -> np.ndarray:
-        """Raw frames at index ``rows`` of ``frames.npy`` (all of clip ``clip``) -> ``(len(rows),
-        h, w, 3)`` uint8, each read from its shard straight into the output."""
+        """Raw frames at the sorted unique ``rows`` of ``frames.npy`` (all of clip ``clip``)
+        -> ``(len(rows), h, w, 3)`` uint8, read straight into the output."""
         h, w = (int(v) for v in self._shapes[clip])
         out = np.empty((len(rows), h, w, 3), dtype=np.uint8)
-        if not rows.size:
-            return out
         want = h * w * 3
-        records = self._frames[rows].tolist()  # [(shard, offset, length)]
         flat = out.reshape(len(rows), want)
-        # consecutive rows of one clip are adjacent in its shard: one read per run
-        k = 0
-        while k < len(rows):
-            shard, offset, length = records[k]
-            end = k + 1
-            while end < len(rows) and rows[end] == rows[end - 1] + 1:
-                end += 1
-            if length != want:
-                raise DataError(
-                    f"{self.out_dir}: cached frame {int(rows[k])} holds {length} bytes, "
-                    f"expected {want} ({h}x{w}x3)"
-                )
-            got = _pread_into(self._fd(int(shard)), flat[k:end], offset)
-            if got != want * (end - k):
-                raise DataError(f"{self.out_dir}: shard {int(shard)} is truncated; prepare again")
-            k = end
+        for shard, run in self._runs(rows):
+            gaps = [n[1] - (p[1] + p[2]) for p, n in zip(run, run[1:], strict=False)]
+            scratch = memoryview(bytearray(max(gaps, default=0)))  # bytes read, then dropped
+            views = []
+            end = run[0][1]
+            for k, offset, length in run:
+                if length != want:
+                    raise DataError(
+                        f"{self.out_dir}: cached frame {int(rows[k])} holds {length} bytes, "
+                        f"expected {want} ({h}x{w}x3)"
+                    )
+                if offset > end:  # the bytes between two wanted frames
+                    views.append(scratch[: offset - end])
+                views.append(memoryview(flat[k]))
+                end = offset + length
+            if _preadv_full(self._fd(int(shard)), views, run[0][1]) != end - run[0][1]:
+                raise self._truncated(int(shard))
         return out
+
+    def _read_rows(self, clip: int, rows: np.ndarray) -> np.ndarray:
+        """Frames at ``rows`` of ``frames.npy`` (any order, repeats allowed) -> ``(len(rows),
+        h, w, 3)`` uint8; each distinct frame is read once."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if self.codec == "raw":
+            frames = self._read_raw(clip, unique)
+            return frames if len(unique) == len(rows) else frames[inverse]
+        decoded = self._read_jpeg(unique)
+        if not decoded:
+            raise DataError(f"{self.out_dir}: clip {clip} has no frames")
+        return np.stack([decoded[i] for i in inverse.tolist()])
 
     def read(self, sample: Sample, *, num_segments: int, train: bool, rng) -> np.ndarray:
         """``(num_segments, h, w, 3)`` uint8 frames sampled by segments."""
         c = self._clip(sample)
         start, end = int(self._clips[c]), int(self._clips[c + 1])
         idx = segment_indices(end - start, num_segments, train=train, rng=rng)
-        if self.codec == "raw":
-            return self._read_raw(c, start + np.asarray(idx, dtype=np.int64))
-        decoded = {i: self._decode(start + i) for i in np.unique(idx).tolist()}
-        return np.stack([decoded[i] for i in idx.tolist()])
+        return self._read_rows(c, start + np.asarray(idx, dtype=np.int64))
 
     def read_all(self, sample: Sample) -> np.ndarray:
         """Every stored frame ``(N, h, w, 3)`` uint8."""
         c = self._clip(sample)
         start, end = int(self._clips[c]), int(self._clips[c + 1])
-        if self.codec == "raw":
-            return self._read_raw(c, np.arange(start, end, dtype=np.int64))
-        return np.stack([self._decode(r) for r in range(start, end)])
+        return self._read_rows(c, np.arange(start, end, dtype=np.int64))
 
 
-def _pread_into(fd: int, buf: np.ndarray, offset: int) -> int:
-    """Read ``buf.nbytes`` bytes at ``offset`` into the contiguous array ``buf``; bytes read."""
-    view = memoryview(buf).cast("B")
-    if hasattr(os, "preadv"):
-        got = 0
-        while got < len(view):
-            n = os.preadv(fd, [view[got:]], offset + got)
-            if n == 0:
-                break
-            got += n
-        return got
-    data = os.pread(fd, len(view), offset)
-    view[: len(data)] = data
-    return len(data)
+def _preadv_full(fd: int, views: list[memoryview], offset: int) -> int:
+    """Read into the buffers ``views`` in order, from ``offset`` on (one ``preadv`` call
+    unless the kernel returns less); bytes read, short only at the end of the file."""
+    views = [v.cast("B") for v in views]
+    total = sum(len(v) for v in views)
+    got = 0
+    while views:
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, views, offset + got)
+        else:  # no preadv: one buffer at a time
+            data = os.pread(fd, len(views[0]), offset + got)
+            views[0][: len(data)] = data
+            n = len(data)
+        if n == 0:
+            break
+        got += n
+        while views and n >= len(views[0]):  # drop the buffers filled
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+    return min(got, total)
 
 
 def load_cache(out_dir: str | PathLike) -> DatasetSplit:

@@ -93,6 +93,7 @@ def create_dataset(
     skip_bad: bool = False,
     cache_dir: str | PathLike | None = None,
     cache_size: int = 112,
+    cache_codec: str | None = None,
     progress: bool = False,
     **options,
 ) -> DatasetSplit:
@@ -108,6 +109,7 @@ def create_dataset(
             reused when still current; see :func:`d2sp.data.cache.prepare_cache`) and the
             returned split reads from it: same samples, labels and order.
         cache_size: frame size of that cache.
+        cache_codec: its codec (``jpeg`` or ``raw``; None: ``prepare_cache``'s default).
         progress: show a progress bar where the builder has long work (generation).
         **options: the builder's own options (see :func:`dataset_options`).
 
@@ -139,7 +141,8 @@ def create_dataset(
     if cache_dir is not None:
         from d2sp.data.cache import load_cache, prepare_cache
 
-        prepare_cache(result, cache_dir, size=cache_size, progress=False)
+        codec = {} if cache_codec is None else {"codec": cache_codec}
+        prepare_cache(result, cache_dir, size=cache_size, progress=False, **codec)
         cached = load_cache(cache_dir)
         cached.ground_truth = result.ground_truth
         return cached

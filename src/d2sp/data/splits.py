@@ -40,6 +40,7 @@ def load_split(data_cfg, split: str, *, progress: bool = True) -> DatasetSplit:
         skip_bad=data_cfg.skip_bad,
         cache_dir=None if data_cfg.cache is None else Path(data_cfg.cache) / split,
         cache_size=data_cfg.size,
+        cache_codec=data_cfg.cache_codec,
         progress=progress,
         **data_cfg.options,
     )

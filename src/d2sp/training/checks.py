@@ -104,6 +104,13 @@ def validate_config(cfg: RunConfig) -> None:
         problems.append(
             f"model.encoder_lr_scale: expected a number > 0, got {cfg.model.encoder_lr_scale}"
         )
+    from d2sp.data.cache import CODECS
+
+    if cfg.data.cache_codec is not None and cfg.data.cache_codec not in CODECS:
+        problems.append(
+            f"data.cache_codec: expected one of {', '.join(CODECS)} (or null: the default), "
+            f"got {cfg.data.cache_codec!r}"
+        )
     if cfg.data.num_frames < 1 or cfg.data.size < 8:
         problems.append(
             f"data: expected num_frames >= 1 and size >= 8, got {cfg.data.num_frames}, "

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Subset
 
 from d2sp.data.dataset import normalize_clips
 from d2sp.distributed import SINGLE, DistInfo, ShardedBatchSampler
-from d2sp.training.badclips import CheckedItems, CheckedLoader, collate_checked
+from d2sp.training.badclips import CheckedCollate, CheckedItems, CheckedLoader
 
 
 def seed_everything(seed: int) -> None:
@@ -19,6 +19,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+PREFETCH = 2  # batches each DataLoader worker prepares ahead (the DataLoader's default)
 
 
 def make_loader(
@@ -55,13 +58,17 @@ def make_loader(
         pad_empty=pad_empty,
     )
     items = CheckedItems(dataset)
+    pin = torch.cuda.is_available()
+    # pinned batches are copied as they arrive: workers may reuse their shared buffers
+    reuse = PREFETCH + 2 if pin and workers > 0 else 0
     loader = DataLoader(
         Subset(items, indices.tolist()) if indices is not None else items,
         batch_sampler=batches,
         generator=gen,  # the loader draws its worker seed from it before the first batch
         num_workers=workers,
-        collate_fn=collate_checked,
-        pin_memory=torch.cuda.is_available(),
+        collate_fn=CheckedCollate(reuse),
+        pin_memory=pin,
+        prefetch_factor=PREFETCH if workers > 0 else None,
     )
     return CheckedLoader(loader, on_failed, keep_empty=pad_empty)
 
