@@ -52,7 +52,7 @@ SYNTH = dict(
 )  # fmt: skip
 if os.environ.get("SUITE_SYNTH"):  # another SynthDFER setting (JSON), e.g. to explore
     SYNTH.update(json.loads(os.environ["SUITE_SYNTH"]))
-REGIMES = {"digits": (15, 100), "fashion": (15, 100), "synth": (20, 60)}  # epochs: short, long
+REGIMES = {"digits": (15, 60), "fashion": (15, 60), "synth": (15, 30)}  # epochs: short, long
 
 
 @dataclass

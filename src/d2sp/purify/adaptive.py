@@ -35,14 +35,17 @@ tunes per dataset (warm-up length, λ, τ) by a quantity measured on the run its
 7. **Corrections calibrated on the probes** (``calib_precision``). At readiness the probes
    are held out too and, ``agree`` epochs later, the correction rule runs on them as if
    their known-wrong label were the annotation; the smallest log-odds threshold that gives
-   their annotation back at least ``calib_precision`` of the time is kept, or corrections
-   stay off for the run. Then the probes become ordinary samples.
+   their annotation back often enough is kept — the Wilson lower bound ``calib_z`` standard
+   errors below the observed share at least ``calib_precision`` (8 right of 10 is weaker
+   evidence than 40 of 50), on at least 10 corrected probes (and 10% of them) — or
+   corrections stay off for the run. Then the probes train
+   again on their annotation as ordinary samples (at once when the data shows no noise, 4).
 8. **Collapse guard** (``max_pruned``, ``max_pruned_class``): a decision that would leave
    out more of the set or of a class is cut to the most suspicious samples, and the run
    says so (:attr:`Purifier.events`).
 
-Suspicion: ``(1 − mean p[y] since readiness) · (2 − w̄) / 2``; suggested label: the
-teacher's prediction.
+Suspicion: ``1 − p[y]`` of the teacher's latest ensemble (out of sample for held-out
+samples); suggested label: the teacher's prediction.
 
 Shapes: ``N`` samples, ``K`` classes.
 """
@@ -204,18 +207,33 @@ def held_out_decision(
     return rejoin, correct, pred
 
 
-def calibrate_log_odds(correct_at: torch.Tensor, right: torch.Tensor, *, precision: float, min_count: int) -> tuple[float | None, str]:
+def wilson_lower(share: float, n: int, *, z: float) -> float:
+    """Wilson score lower bound, ``z`` standard errors, of a share observed on ``n`` trials
+    (``z = 0``: the share itself; ``n = 0``: nan). 8 right of 10 at ``z = 1`` gives 0.65,
+    32 of 40 gives 0.73."""
+    if n == 0:
+        return float("nan")
+    den = 1.0 + z * z / n
+    centre = (share + z * z / (2 * n)) / den
+    half = z * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5 / den
+    return centre - half
+
+
+def calibrate_log_odds(
+    correct_at: torch.Tensor, right: torch.Tensor, *, precision: float, min_count: int, z: float = 0.0
+) -> tuple[float | None, str]:
     """The smallest threshold of :data:`LOG_ODDS_GRID` whose corrections of the probes
-    (``correct_at (P, G) bool``) give their annotation back (``right (P,) bool``) at least
-    ``precision`` of the time, on at least ``min_count`` probes; None when none does. Also a
-    line with the count and precision of every threshold."""
+    (``correct_at (P, G) bool``) give their annotation back (``right (P,) bool``) often
+    enough: on at least ``min_count`` probes, with the Wilson lower bound ``z`` standard
+    errors below the observed share at least ``precision``. None when no threshold does.
+    Also a line with the count and precision of every threshold."""
     chosen, shown = None, []
     for g, lo in enumerate(LOG_ODDS_GRID):
         c = correct_at[:, g]
         cnt = int(c.sum())
         prec = float((c & right).sum()) / cnt if cnt else float("nan")
         shown.append(f"{lo:g}: {cnt} at {prec:.2f}")
-        if chosen is None and cnt >= min_count and prec >= precision:
+        if chosen is None and cnt >= min_count and wilson_lower(prec, cnt, z=z) >= precision:
             chosen = lo
     return chosen, ", ".join(shown)
 
@@ -232,7 +250,7 @@ class AdaptivePurifier(Purifier):
     ``min_epochs``, ``seed`` (of the probe draw); ``min_noise``; ``persist``; ``cgp``,
     ``cgp_ratio``; ``fgc``, ``heldout`` (judge flagged samples held out; off: correct them in
     place with the confident class), ``agree``, ``margin``, ``log_odds`` (None: calibrated on
-    the probes), ``calib_precision``; ``max_pruned``, ``max_pruned_class``.
+    the probes), ``calib_precision``, ``calib_z``; ``max_pruned``, ``max_pruned_class``.
     """
 
     defaults = {
@@ -240,8 +258,8 @@ class AdaptivePurifier(Purifier):
         "probes": True, "probe_share": 0.04, "probe_q": 0.75, "ready_floor": 0.75,
         "ready_gain": 0.01, "min_epochs": 3, "seed": 0, "min_noise": 0.05, "persist": 1,
         "cgp": True, "cgp_ratio": 0.5, "fgc": True, "heldout": True, "agree": 2,
-        "margin": 0.5, "log_odds": None, "calib_precision": 0.8, "max_pruned": 0.5,
-        "max_pruned_class": 0.5,
+        "margin": 0.5, "log_odds": None, "calib_precision": 0.8, "calib_z": 1.0,
+        "max_pruned": 0.5, "max_pruned_class": 0.5,
     }  # fmt: skip
     rescore_view = "eval"
 
@@ -257,6 +275,7 @@ class AdaptivePurifier(Purifier):
             expect(p, name, o[name], 0.0 <= o[name] <= 1.0, "a value in [0, 1]")
         expect(p, "probe_share", o["probe_share"], 0.0 < o["probe_share"] < 0.25, "a value in (0, 0.25)")
         expect(p, "teacher_epochs", o["teacher_epochs"], o["teacher_epochs"] > 0, "a positive number")
+        expect(p, "calib_z", o["calib_z"], o["calib_z"] >= 0, "a number >= 0")
         expect(p, "margin", o["margin"], 0.0 <= o["margin"] <= 1.0, "a value in [0, 1]")
         lo = o["log_odds"]
         expect(p, "log_odds", lo, lo is None or (isinstance(lo, int | float) and lo >= 0), "None or a number >= 0")
@@ -275,8 +294,6 @@ class AdaptivePurifier(Purifier):
         self.ens = torch.full((n, k), 1.0 / k, device=dev)  # (N, K) teacher ensemble
         self.ens_seen = torch.zeros(n, dtype=torch.bool, device=dev)  # (N,) has an ensemble record
         self.w_avg = torch.ones(n, device=dev)  # (N,) running mean of w
-        self.py_sum = torch.zeros(n, device=dev)  # (N,) sum of p[y] since readiness
-        self.py_n = torch.zeros(n, device=dev)
         self.flag_count = torch.zeros(n, dtype=torch.long, device=dev)  # consecutive flags
         self.streak = torch.zeros(n, dtype=torch.long, device=dev)  # held-out records agreeing
         self.cand = torch.full((n,), -1, dtype=torch.long, device=dev)  # class of the streak
@@ -342,8 +359,6 @@ class AdaptivePurifier(Purifier):
                 decided=nothing, score=py, delta_p=torch.full_like(py, float("nan")),
                 corrected=nothing, **self._suspicion(probs),
             )  # fmt: skip
-        self.py_sum += py
-        self.py_n += 1
         keep, labels, delta_p = self._judge(probs, py)
         return Decision(
             keep=keep, labels=labels, decided=torch.ones_like(seen), score=py, delta_p=delta_p,
@@ -406,7 +421,7 @@ class AdaptivePurifier(Purifier):
                 f"like known-wrong labels (noise estimate below {o['min_noise']:.0%})"
             )
         keep = self.keep_mask.to(self.device)
-        if run["log_odds"] is None:  # hold the probes out to calibrate the correction
+        if run["log_odds"] is None and not run["quiet"]:  # hold the probes out to calibrate
             run["calibrating"] = True
             keep = keep & ~self.probe
         self._set_selection(keep, torch.where(self.probe, y, self._current_dev))
@@ -448,8 +463,10 @@ class AdaptivePurifier(Purifier):
         hp = probs * prior.view(1, -1)  # a class thinned out by pruning is not under-predicted
         hp = hp / hp.sum(1, keepdim=True)
         typical = class_typicality(probs, y, was_kept & ~corrected, q=0.5)
+        released = torch.zeros_like(flag)
         if run["calibrating"] and self.epoch - run["ready_epoch"] >= o["agree"]:
             self._calibrate(hp, thr, typical)
+            released = self.probe  # calibrated: the probes are ordinary training samples again
         lo = run["log_odds"] if run["log_odds"] is not None else float("inf")
         rejoin, correct, target = held_out_decision(
             hp, y, thr, self.streak, typical, self.flagged_as, agree=o["agree"], margin=o["margin"], log_odds=lo
@@ -459,7 +476,7 @@ class AdaptivePurifier(Purifier):
         new_corr = ~was_kept & correct & ~self.lowconf & ~on_probe & (o["fgc"] and run["fgc_on"])
         stay = corrected & (probs.gather(1, self._current_dev.view(-1, 1)).squeeze(1) > py)
         prune = torch.where(corrected & ~stay, torch.ones_like(prune), prune | on_probe)
-        prune = prune & ~new_corr & ~stay
+        prune = prune & ~new_corr & ~stay & ~released
         return prune, torch.where(new_corr, target, torch.where(stay, self._current_dev, y))
 
     def _calibrate(self, hp: torch.Tensor, thr: torch.Tensor, typical: torch.Tensor) -> None:
@@ -476,8 +493,9 @@ class AdaptivePurifier(Purifier):
             cols.append(c)
         right = (target == self._labels_dev)[p]
         chosen, shown = calibrate_log_odds(
-            torch.stack(cols, 1)[p], right, precision=o["calib_precision"], min_count=max(3, round(0.1 * int(p.sum())))
-        )
+            torch.stack(cols, 1)[p], right, precision=o["calib_precision"],
+            min_count=max(10, round(0.1 * int(p.sum()))), z=o["calib_z"],
+        )  # fmt: skip
         run["calibrating"] = False
         if chosen is None:
             run["fgc_on"] = False
@@ -490,15 +508,15 @@ class AdaptivePurifier(Purifier):
             self.events.append(f"epoch {self.epoch}: correction log-odds threshold {chosen:g} ({shown})")
 
     def _suspicion(self, probs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(1 − mean p[y] since readiness) · (2 − w̄) / 2`` and the teacher's prediction."""
-        py_now = probs.gather(1, self._labels_dev.view(-1, 1)).squeeze(1)
-        py = torch.where(self.py_n > 0, self.py_sum / self.py_n.clamp(min=1), py_now)
-        return {"suspicion": (1.0 - py) * (2.0 - self.w_avg) / 2.0, "suggested": probs.argmax(1)}
+        """``1 − p[y]`` of the teacher's ensemble (out of sample for held-out samples) and
+        the teacher's prediction."""
+        py = probs.gather(1, self._labels_dev.view(-1, 1)).squeeze(1)  # (N,)
+        return {"suspicion": 1.0 - py, "suggested": probs.argmax(1)}
 
     # ---- state --------------------------------------------------------------------------------
 
     _TENSORS = (
-        "ens", "ens_seen", "w_avg", "py_sum", "py_n", "flag_count", "streak",
+        "ens", "ens_seen", "w_avg", "flag_count", "streak",
         "cand", "flagged_as", "lowconf", "pstreak", "pcand", "probe", "fake",
     )  # fmt: skip
 
