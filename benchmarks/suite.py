@@ -108,7 +108,10 @@ def predict(model, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
 def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
-    score = np.nan_to_num(np.asarray(score, dtype=float), nan=-np.inf)
+    score = np.asarray(score, dtype=float)
+    finite = np.isfinite(score)
+    low = score[finite].min() - 1.0 if finite.any() else 0.0
+    score = np.where(finite, score, low)  # never scored: least suspicious
     if positive.all() or not positive.any():
         return float("nan")
     return float(roc_auc_score(positive, score))

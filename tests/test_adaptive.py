@@ -201,3 +201,18 @@ def test_a_decision_that_would_prune_most_of_the_set_is_refused():
     assert all(((s == PRUNED) & (labels == c)).sum() <= (labels == c).sum() // 2 for s in states for c in range(K))
     assert any("not applied" in e and "capped" in e for e in pur.events)
     assert len(pur.train_indices()) >= N // 2
+
+
+# ---- the packaged configs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dfew", "ferv39k", "mafw", "demo"])
+def test_packaged_configs_use_the_recommended_mode_with_its_defaults(name):
+    from d2sp.commands.common import packaged_config
+    from d2sp.config import load_config
+
+    cfg = load_config(packaged_config(name))
+    assert cfg.purify.mode == "adaptive" and cfg.purify.lam is None and cfg.purify.warmup_epochs is None
+    paper = load_config(packaged_config(f"{name}-paper"))
+    assert paper.purify.mode == "paper" and paper.data == cfg.data and paper.model == cfg.model
+    assert paper.optim == cfg.optim

@@ -139,7 +139,6 @@ def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
         *TINY,
         f"data.root={synth_root}",
         "optim.epochs=2",
-        "purify.warmup_epochs=1",
     ]
     result = CliRunner().invoke(app, args, terminal_width=140)
     assert result.exit_code == 0, result.output

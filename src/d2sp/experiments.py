@@ -407,7 +407,6 @@ def read_run(run_dir: str | Path, cfg: RunConfig, gt: dict | None = None) -> dic
 def _quality(ledger, gt: dict) -> dict[str, float]:
     """Final-epoch precision/recall of pruning and relabelling against the ground truth."""
     from d2sp.metrics import purification_scores
-    from d2sp.purify.ledger import PRUNED
 
     scores = dict.fromkeys(QUALITY_COLUMNS, math.nan)
     if ledger is None or not ledger.num_epochs or len(ledger.labels) != len(gt["true_label"]):
@@ -418,9 +417,6 @@ def _quality(ledger, gt: dict) -> dict[str, float]:
         given_label=gt["given_label"],
     )  # fmt: skip
     scores.update({k: s[k] for k in QUALITY_COLUMNS if k in s})
-    pruned = state == PRUNED
-    noisy = gt["low_quality"] | gt["mislabeled"]
-    scores["removed_precision"] = float((pruned & noisy).sum() / pruned.sum()) if pruned.any() else math.nan
     return scores
 
 

@@ -46,7 +46,8 @@ def purification_scores(
     true_label: np.ndarray,
     given_label: np.ndarray,
 ) -> dict[str, float]:
-    """Precision/recall of pruning vs low-quality clips and of correction vs wrong labels.
+    """Precision/recall of pruning vs low-quality clips and of correction vs wrong labels;
+    ``removed_precision``: the share of the pruned clips that are low quality or mislabelled.
 
     Args:
         state: ``(N,)`` final ledger states (see :mod:`d2sp.purify.ledger`).
@@ -65,11 +66,13 @@ def purification_scores(
     mislabeled = np.asarray(given_label) != np.asarray(true_label)
     right_fix = corrected & (np.asarray(label) == np.asarray(true_label))
     p_prec, p_rec = precision_recall(pruned, low_quality)
+    removed, _ = precision_recall(pruned, np.asarray(low_quality) | mislabeled)
     c_prec = float(right_fix.sum() / corrected.sum()) if corrected.any() else float("nan")
     c_rec = float(right_fix.sum() / mislabeled.sum()) if mislabeled.any() else float("nan")
     return {
         "prune_precision": p_prec,
         "prune_recall": p_rec,
+        "removed_precision": removed,
         "correct_precision": c_prec,
         "correct_recall": c_rec,
         "pruned": int(pruned.sum()),

@@ -61,12 +61,12 @@ def demo(
         rows.append((label, result, scores, purifying))
     table = Table(title=f"SynthDFER demo (seed {base_cfg.seed}, test split)")
     for col in ("method", "WAR", "UAR", "pruned", "relabelled", "prune P", "prune R",
-                "relabel P", "relabel R", "time"):  # fmt: skip
+                "removed P", "relabel P", "relabel R", "time"):  # fmt: skip
         table.add_column(col, justify="right" if col != "method" else "left", no_wrap=True)
     for label, r, s, purifying in rows:
         pr = [
             _pct(s[k]) if purifying else "–"
-            for k in ("prune_precision", "prune_recall", "correct_precision", "correct_recall")
+            for k in ("prune_precision", "prune_recall", "removed_precision", "correct_precision", "correct_recall")
         ]
         table.add_row(
             label,
@@ -81,7 +81,9 @@ def demo(
     low, bad = gt["low_quality"].mean(), gt["mislabeled"].mean()
     k = len(split.class_names)
     console.print(
-        f"Chance: a random prune hits a low-quality clip {100 * low:.1f}% of the time; "
+        f"prune P/R: against the low-quality clips; removed P: share of the pruned clips that "
+        f"are low quality or mislabelled. Chance: a random prune hits a low-quality clip "
+        f"{100 * low:.1f}% of the time (either kind {100 * (gt['low_quality'] | gt['mislabeled']).mean():.1f}%); "
         f"{100 * bad:.1f}% of the training labels are wrong and a random relabel of a random "
         f"clip fixes one {100 * bad / (k - 1):.1f}% of the time. "
         f"Run folders: {out_dir}/baseline, {out_dir}/d2sp (d2sp report DIR for the details)"
