@@ -46,7 +46,7 @@ NOISES = {
     "clean": dict(unusable_rate=0.0, label_noise_rate=0.0),
 }
 SYNTH = dict(
-    num_train=480, num_test=240, size=48, frames=4,  # data
+    num_train=720, num_test=480, size=48, frames=4,  # data
     width=8, lstm=64,  # model
     optim="adam", lr=2e-3, batch=32,  # loop
 )  # fmt: skip

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
-from d2sp.purify import Ledger
+from d2sp.purify import Ledger, list_modes
 from d2sp.training import train
 from tests.conftest import TINY, tiny_config
 
@@ -147,7 +147,7 @@ def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
     assert (tmp_path / "d2sp" / "ledger.npz").is_file()
 
 
-@pytest.mark.parametrize("mode", ["paper", "d2sp+", "scn", "ce", "oracle", "cleanlab"])
+@pytest.mark.parametrize("mode", list_modes())
 def test_clip_backbone_trains_with_every_mode_and_fine_tuning_controls(tmp_path, synth_root, mode):
     from tests.test_models import tiny
 
