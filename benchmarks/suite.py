@@ -344,15 +344,21 @@ def verdict(checks: dict) -> list[str]:
 
 
 def ablation_table(res, cells, seeds, rows) -> list[str]:
-    """WAR of each ablation per cell, and its mean difference to the full mode."""
-    head = "| row | " + " | ".join("/".join(c) for c in cells) + " | mean Δ WAR | better / worse cells |"
-    lines = [head, "|---|" + "---|" * (len(cells) + 2)]
+    """WAR of each ablation per cell (the cells it ran in), its mean difference to the full
+    mode, and its corrections: precision (mean over the cells where it corrects) and the
+    share of labels changed (mean over the cells)."""
+    cells = [c for c in cells if any((*c, r, s) in res for r in rows for s in seeds)]
+    head = "| row | " + " | ".join("/".join(c) for c in cells)
+    lines = [head + " | mean Δ WAR | better / worse cells | corr P | changed % |", "|---|" + "---|" * (len(cells) + 4)]
     base = {c: _mean(res, c, "adaptive", seeds) for c in cells}
-    for r in rows:
+    for r in ["adaptive", *rows]:
         vals = {c: _mean(res, c, r, seeds) for c in cells}
         d = np.array([vals[c] - base[c] for c in cells if not np.isnan(vals[c] - base[c])])
-        tail = f" {100 * d.mean():+.2f} | {(d > 0.002).sum()} / {(d < -0.002).sum()} |" if len(d) else " – | – |"
-        lines.append(f"| {r} | " + " | ".join(_pct(vals[c]) for c in cells) + " |" + tail)
+        tail = f" {100 * d.mean():+.2f} | {(d > 0.002).sum()} / {(d < -0.002).sum()} |" if len(d) and r != "adaptive" else " | |"
+        cp = [x for x in (_mean(res, c, r, seeds, "corr_p") for c in cells) if not np.isnan(x)]
+        ch = np.nanmean([_mean(res, c, r, seeds, "changed") for c in cells])
+        tail += f" {np.mean(cp):.2f} |" if cp else " – |"
+        lines.append(f"| {r} | " + " | ".join(_pct(vals[c]) for c in cells) + " |" + tail + f" {_pct(ch, 2)} |")
     return lines
 
 
