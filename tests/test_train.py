@@ -13,7 +13,7 @@ from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
 from d2sp.purify import Ledger, list_modes
 from d2sp.training import train
-from tests.conftest import TINY, tiny_config
+from tests.conftest import TINY, TINY_DATA, tiny_config
 
 
 def test_run_folder_holds_config_metrics_ledger_checkpoints(tmp_path, synth_root):
@@ -136,13 +136,13 @@ def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
         "--out-dir",
         str(tmp_path),
         "--no-progress",
-        *TINY,
+        *TINY_DATA,  # the demo config's own mode
         f"data.root={synth_root}",
         "optim.epochs=2",
     ]
     result = CliRunner().invoke(app, args, terminal_width=140)
     assert result.exit_code == 0, result.output
-    assert "plain CE" in result.output and "D2SP" in result.output and "prune P" in result.output
+    assert "plain CE" in result.output and "D2SP" in result.output and "removed P" in result.output
     assert (tmp_path / "baseline" / "summary.json").is_file()
     assert (tmp_path / "d2sp" / "ledger.npz").is_file()
 
