@@ -5,7 +5,7 @@ the table gives WAR/UAR on the clean test split and the precision/recall of prun
 (vs the low-quality ground truth) and of correction (vs the annotation-error ground
 truth) at the final epoch, as mean ± std over seeds.
 
-    python benchmarks/purification_quality.py --seeds 0 1 2 [--config demo] [--jobs 2] [key=value ...]
+    python benchmarks/purification_quality.py --seeds 0 1 2 [--config demo-paper] [--jobs 2] [key=value ...]
 
 ``--jobs N`` trains N runs at a time in separate processes (one thread each).
 """
@@ -81,7 +81,7 @@ def run_one(cfg, gt, threads):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="demo", help="YAML file or packaged config name")
+    ap.add_argument("--config", default="demo-paper", help="YAML file or packaged config name")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"of: {', '.join(VARIANTS)}")
     ap.add_argument("--out", default="runs/purification_quality")

@@ -1,7 +1,7 @@
 """``d2sp ablate``: the paper-mode ablation (stages; λ, τ and t sweeps) over seeds.
 
-d2sp ablate -c demo --seeds 0,1,2                       # -> runs/ablate/table.md
-d2sp ablate -c demo --tables stages,t --ts 1,2,3 --jobs 2 optim.epochs=30
+d2sp ablate -c demo-paper --seeds 0,1,2                     # -> runs/ablate/table.md
+d2sp ablate -c demo-paper --tables stages,t --ts 1,2,3 --jobs 2 optim.epochs=30
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``d2sp compare``: methods side by side (plain CE, D2SP, its improved mode, baselines).
 
-d2sp compare -c demo --methods ce,d2sp,d2sp+ --seeds 0,1,2     # -> runs/compare/table.md
-d2sp compare -c demo --methods ce,scn,cleanlab,d2sp --jobs 2 optim.epochs=30
+d2sp compare -c demo --methods ce,paper,d2sp+,adaptive --seeds 0,1,2   # -> runs/compare/table.md
+d2sp compare -c demo-paper --methods ce,scn,cleanlab,paper --jobs 2 optim.epochs=30
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def demo(
             *pr,
             f"{r.seconds:.0f}s",
         )
-    Console(width=max(console.width, 110)).print(table)  # never squeeze the columns
+    Console(width=max(console.width, 124)).print(table)  # never squeeze the columns
     low, bad = gt["low_quality"].mean(), gt["mislabeled"].mean()
     k = len(split.class_names)
     console.print(

@@ -492,16 +492,17 @@ class AdaptivePurifier(Purifier):
             )
             cols.append(c)
         right = (target == self._labels_dev)[p]
+        min_count = max(10, round(0.1 * int(p.sum())))
         chosen, shown = calibrate_log_odds(
-            torch.stack(cols, 1)[p], right, precision=o["calib_precision"],
-            min_count=max(10, round(0.1 * int(p.sum()))), z=o["calib_z"],
-        )  # fmt: skip
+            torch.stack(cols, 1)[p], right, precision=o["calib_precision"], min_count=min_count, z=o["calib_z"]
+        )
         run["calibrating"] = False
         if chosen is None:
             run["fgc_on"] = False
             self.events.append(
                 f"epoch {self.epoch}: corrections off: no log-odds threshold gives the probes "
-                f"their labels back with precision >= {o['calib_precision']} ({shown})"
+                f"their labels back with precision >= {o['calib_precision']} (lower bound, "
+                f"{o['calib_z']:g} standard error; at least {min_count} probes corrected) ({shown})"
             )
         else:
             run["log_odds"] = chosen
