@@ -216,3 +216,8 @@ def test_packaged_configs_use_the_recommended_mode_with_its_defaults(name):
     paper = load_config(packaged_config(f"{name}-paper"))
     assert paper.purify.mode == "paper" and paper.data == cfg.data and paper.model == cfg.model
     assert paper.optim == cfg.optim
+
+
+def test_a_model_that_is_not_a_module_is_refused_with_what_to_do():
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module .* got function"):
+        create_purifier("adaptive", TRUTH, num_classes=K, model=lambda x: x)

@@ -21,6 +21,11 @@ class EmaTeacher:
     """
 
     def __init__(self, model: nn.Module, *, time_constant_epochs: float = 2.0):
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                "model: expected a torch.nn.Module (the teacher is a moving average of its "
+                f"parameters; wrap the encoder and head in one, e.g. nn.Sequential), got {type(model).__name__}"
+            )
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
