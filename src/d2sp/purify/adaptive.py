@@ -54,11 +54,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from d2sp.purify.base import Decision, Purifier, expect
 from d2sp.purify.registry import register_purifier
-from d2sp.purify.teacher import EmaTeacher
+from d2sp.purify.teacher import WithTeacher
 
 LOG_ODDS_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 
@@ -242,7 +241,7 @@ def calibrate_log_odds(
 
 
 @register_purifier("adaptive")
-class AdaptivePurifier(Purifier):
+class AdaptivePurifier(WithTeacher, Purifier):
     """The recommended mode (``mode: adaptive``; see the module docstring for each mechanism).
 
     Options (defaults in :attr:`defaults`): ``teacher``, ``teacher_epochs``, ``rescore_every``,
@@ -310,7 +309,6 @@ class AdaptivePurifier(Purifier):
                     "log_odds": o["log_odds"], "calibrating": False, "fgc_on": True, "curve": []}  # fmt: skip
         if o["log_odds"] is None and not (o["probes"] and o["heldout"]):
             self.run["log_odds"] = 3.0
-        self.teacher: EmaTeacher | None = None
 
     @property
     def ready(self) -> bool:
@@ -318,23 +316,6 @@ class AdaptivePurifier(Purifier):
         return self.run["ready_epoch"] is not None
 
     # ---- the loop's calls ---------------------------------------------------------------------
-
-    def bind(self, model: nn.Module) -> None:
-        super().bind(model)
-        if self.options["teacher"]:
-            self.teacher = EmaTeacher(model, time_constant_epochs=self.options["teacher_epochs"])
-
-    def on_step(self) -> None:
-        if self.teacher is not None:
-            self.teacher.step(self._bound_model(), self.epoch)
-
-    def score_batch(self, inputs):
-        if self.teacher is not None:
-            return self.teacher(inputs)
-        return super().score_batch(inputs)
-
-    def modules(self) -> list[nn.Module]:
-        return [] if self.teacher is None else [self.teacher.model]
 
     def rescore_indices(self) -> np.ndarray:
         """The pruned samples, the probes while probing and a rotating share of the rest."""

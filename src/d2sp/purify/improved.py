@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from d2sp.losses import rank_regularization
 from d2sp.purify.base import Decision, Purifier, expect
 from d2sp.purify.registry import register_purifier
-from d2sp.purify.teacher import EmaTeacher
+from d2sp.purify.teacher import WithTeacher
 
 # ---- pure rules over arrays ---------------------------------------------------------------
 
@@ -159,7 +158,7 @@ def rescore_turn(num_samples: int, epoch: int, every: int) -> np.ndarray:
 
 
 @register_purifier("d2sp+")
-class ImprovedPurifier(Purifier):
+class ImprovedPurifier(WithTeacher, Purifier):
     """Dynamic purification, ``mode: d2sp+``.
 
     Per epoch, over the newest records (from the teacher when ``teacher``):
@@ -238,7 +237,6 @@ class ImprovedPurifier(Purifier):
         self.fresh = torch.zeros(n, dtype=torch.int64, device=self.device)  # (N,) records since reset
         self.corrected_since = torch.full((n,), -1, dtype=torch.int64, device=self.device)  # (N,)
         self.held_out = torch.zeros(n, dtype=torch.bool, device=self.device)  # (N,)
-        self.teacher: EmaTeacher | None = None
 
     @property
     def window(self) -> int:
@@ -257,29 +255,12 @@ class ImprovedPurifier(Purifier):
         """Whether the epoch that has just ended took (or will take) decisions."""
         return self.epoch >= self.warmup_epochs and (self.cgp or self.fgc)
 
-    def bind(self, model: nn.Module) -> None:
-        super().bind(model)
-        if self.options["teacher"]:
-            self.teacher = EmaTeacher(model, time_constant_epochs=self.options["teacher_epochs"])
-
     def extra_loss(self, weights: torch.Tensor | None) -> torch.Tensor | float:
         """Rank regularisation of the batch's weights after warm-up (``rank_reg``)."""
         if not self.options["rank_reg"] or weights is None or self.epoch < self.warmup_epochs:
             return 0.0
         o = self.options
         return rank_regularization(weights, margin=o["rank_margin"], ratio=o["rank_ratio"])
-
-    def on_step(self) -> None:
-        if self.teacher is not None:
-            self.teacher.step(self._bound_model(), self.epoch)
-
-    def score_batch(self, inputs):
-        if self.teacher is not None:
-            return self.teacher(inputs)
-        return super().score_batch(inputs)
-
-    def modules(self) -> list[nn.Module]:
-        return [] if self.teacher is None else [self.teacher.model]
 
     def rescore_indices(self) -> np.ndarray:
         """With the teacher, the pruned samples and the kept ones whose turn it is; else the

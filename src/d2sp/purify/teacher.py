@@ -1,7 +1,8 @@
 """An exponential-moving-average teacher of the model being trained, owned by a purifier mode.
 
 A teacher scores samples without gradient from parameters averaged over the last epochs,
-which are steadier than the model's own at any one step (used by ``d2sp+``).
+which are steadier than the model's own at any one step (used by ``d2sp+`` and
+``adaptive`` through :class:`WithTeacher`).
 """
 
 from __future__ import annotations
@@ -80,3 +81,29 @@ class EmaTeacher:
         self.steps_per_epoch = state["steps_per_epoch"]
         self._epoch_seen = int(state["epoch_seen"])
         self._steps_this_epoch = int(state["steps_this_epoch"])
+
+
+class WithTeacher:
+    """Purifier mixin (listed before :class:`~d2sp.purify.base.Purifier`): with the option
+    ``teacher`` on, an :class:`EmaTeacher` (time constant ``teacher_epochs``) is built when
+    the model is bound, updated after every training step, scores the re-scored samples and
+    is returned by ``modules()``. The mode saves ``self.teacher.state_dict()`` itself."""
+
+    teacher: EmaTeacher | None = None
+
+    def bind(self, model: nn.Module) -> None:
+        super().bind(model)
+        if self.options["teacher"]:
+            self.teacher = EmaTeacher(model, time_constant_epochs=self.options["teacher_epochs"])
+
+    def on_step(self) -> None:
+        if self.teacher is not None:
+            self.teacher.step(self._bound_model(), self.epoch)
+
+    def score_batch(self, inputs):
+        if self.teacher is not None:
+            return self.teacher(inputs)
+        return super().score_batch(inputs)
+
+    def modules(self) -> list[nn.Module]:
+        return [] if self.teacher is None else [self.teacher.model]
