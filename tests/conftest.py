@@ -15,6 +15,18 @@ TINY_DATA = [
     "optim.batch_size=8",
 ]
 TINY = [*TINY_DATA, "purify.mode=paper", "purify.warmup_epochs=2", "purify.t=1", "purify.lam=0.0"]
+# runs on the tiny real-layout trees of tests/test_datasets.py (any --dataset)
+TINY_TREE = [
+    "data.num_frames=4",
+    "data.size=16",
+    "data.workers=0",
+    "model.options={width: 4, lstm_hidden: 8}",
+    "optim.epochs=2",
+    "optim.batch_size=2",
+    "purify.mode=paper",
+    "purify.warmup_epochs=1",
+    "purify.t=1",
+]
 
 
 def tiny_config(tmp_path, synth_root, *extra):

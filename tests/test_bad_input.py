@@ -18,20 +18,9 @@ from d2sp.data.splits import SharedTestError
 from d2sp.data.validate import DataWarning
 from d2sp.purify import Ledger
 from d2sp.training.build import load_splits
+from tests.conftest import TINY_TREE as TINY
 from tests.test_datasets import make_ferv39k, make_mafw, truncate, write_clip
 from tests.test_distributed import ENTRY
-
-TINY = [
-    "data.num_frames=4",
-    "data.size=16",
-    "data.workers=0",
-    "model.options={width: 4, lstm_hidden: 8}",
-    "optim.epochs=2",
-    "optim.batch_size=2",
-    "purify.mode=paper",
-    "purify.warmup_epochs=1",
-    "purify.t=1",
-]
 
 
 def list_tree(root: Path, n: int = 6) -> Path:

@@ -6,19 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from d2sp.cli import app
+from tests.conftest import TINY_TREE as TINY
 from tests.test_datasets import make_dfew, make_ferv39k, make_mafw, tree_hash
-
-TINY = [
-    "data.num_frames=4",
-    "data.size=16",
-    "data.workers=0",
-    "model.options={width: 4, lstm_hidden: 8}",
-    "optim.epochs=2",
-    "optim.batch_size=2",
-    "purify.mode=paper",
-    "purify.warmup_epochs=1",
-    "purify.t=1",
-]
 
 
 @pytest.mark.parametrize(
