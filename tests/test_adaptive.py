@@ -22,6 +22,7 @@ from d2sp.purify.adaptive import (
     separation_ready,
     wilson_lower,
 )
+from d2sp.purify.base import OptionError
 
 # ---- the rules ----------------------------------------------------------------------------------
 
@@ -221,3 +222,9 @@ def test_packaged_configs_use_the_recommended_mode_with_its_defaults(name):
 def test_a_model_that_is_not_a_module_is_refused_with_what_to_do():
     with pytest.raises(TypeError, match="model: expected a torch.nn.Module .* got function"):
         create_purifier("adaptive", TRUTH, num_classes=K, model=lambda x: x)
+
+
+def test_switches_must_be_booleans():
+    labels, _ = noisy_labels(0.0)
+    with pytest.raises(OptionError, match=r"probes: expected true or false, got 'no'"):
+        create_purifier("adaptive", labels, num_classes=K, probes="no")

@@ -276,6 +276,8 @@ class AdaptivePurifier(WithTeacher, Purifier):
         expect(p, "teacher_epochs", o["teacher_epochs"], o["teacher_epochs"] > 0, "a positive number")
         expect(p, "calib_z", o["calib_z"], o["calib_z"] >= 0, "a number >= 0")
         expect(p, "margin", o["margin"], 0.0 <= o["margin"] <= 1.0, "a value in [0, 1]")
+        for name in ("teacher", "probes", "cgp", "fgc", "heldout"):
+            expect(p, name, o[name], isinstance(o[name], bool), "true or false")
         lo = o["log_odds"]
         expect(p, "log_odds", lo, lo is None or (isinstance(lo, int | float) and lo >= 0), "None or a number >= 0")
         return p
