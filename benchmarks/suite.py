@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from real_noise import PAPER  # noqa: E402  (the paper-mode row: λ=0.6, τ=0.4, t=2, warm-up 5)
 from suite_data import REGIMES, Data, Loop, build_model, make_data  # (puts src/ on the path)
 
 from d2sp.purify import CORRECTED, PRUNED, create_purifier
 
-PAPER = dict(lam=0.6, tau=0.4, t=2, warmup_epochs=5)
 ABLATIONS = {  # row -> adaptive options
     "adaptive": {},
     "adaptive -probes": dict(probes=False),

@@ -34,9 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from real_noise import SmallCNN, load_digits_images, load_fashion_images  # noqa: E402
+from real_noise import Net, load_digits_images, load_fashion_images  # noqa: E402
 
-from d2sp.heads import ClassifierHead  # noqa: E402
 from d2sp.models import create_model  # noqa: E402
 from d2sp.noise import inject_dual_noise, make_faint  # noqa: E402
 
@@ -163,18 +162,6 @@ def _synth(noise: str, seed: int, cache: Path) -> Data:
 # ---- models -----------------------------------------------------------------------------------
 
 
-class ImageNet(nn.Module):
-    """:class:`SmallCNN` with the plug-and-play head: ``(B, 1, S, S) -> (logits, w or None)``."""
-
-    def __init__(self, size: int, num_classes: int, weight_branch: bool):
-        super().__init__()
-        self.backbone = SmallCNN(size)
-        self.head = ClassifierHead(128, num_classes, weight_branch=weight_branch)
-
-    def forward(self, x):
-        return self.head(self.backbone.forward_features(x))
-
-
 class ClipNet(nn.Module):
     """The narrow R18-LSTM on clips ``(B, T, 3, S, S)`` in [0, 1] (normalised inside)."""
 
@@ -192,7 +179,7 @@ class ClipNet(nn.Module):
 def build_model(data: Data, weight_branch: bool) -> nn.Module:
     if data.video:
         return ClipNet(data.num_classes, weight_branch)
-    return ImageNet(data.x_train.shape[-1], data.num_classes, weight_branch)
+    return Net(data.x_train.shape[-1], data.num_classes, weight_branch)  # SmallCNN + plug-and-play head
 
 
 # ---- loops ------------------------------------------------------------------------------------
