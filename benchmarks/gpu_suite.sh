@@ -25,7 +25,8 @@
 #   --workers N      loader workers of steps 3, 5 and 9 (default: CPUs - 2)
 #   --tiny           small models and data on the CPU (device=cpu): checks that every step runs
 # Environment: PYTHON (default python; needs torch with CUDA and d2sp's dependencies),
-# BUDGET_S (default 560), TMPDIR (scratch data, removed at the end; up to ~13 GB).
+# BUDGET_S (default 560), TMPDIR (scratch data, removed at the end; up to ~13 GB),
+# D2SP_COMMIT (the commit the report names where the tree is a copy without .git).
 set -u -o pipefail
 
 MODE=paper
@@ -129,8 +130,14 @@ step() {
     echo ""
     echo "\`bash benchmarks/gpu_suite.sh --mode $MODE --workers $WORKERS$([ "$TINY" = 1 ] && echo ' --tiny')\`"
     echo ""
-    echo "Commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-        git -C "$REPO" diff --quiet HEAD -- 2>/dev/null || echo ' (with local changes)')."
+    if [ -n "${D2SP_COMMIT:-}" ]; then
+        echo "Commit: $D2SP_COMMIT (as given by D2SP_COMMIT)."
+    elif COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
+        echo "Commit: $COMMIT$(git -C "$REPO" diff --quiet HEAD -- 2>/dev/null ||
+            echo ' (with local changes)')."
+    else
+        echo "Commit: unknown (no git repository here; D2SP_COMMIT names it)."
+    fi
     echo "Device: $DEVICE; purification mode: $MODE; loader workers: $WORKERS of $CPUS CPUs."
     echo ""
 } > "$REPORT"
