@@ -4,6 +4,7 @@ the six loop calls; plus a mode added in one file (tests/example_mode.py)."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -208,6 +209,11 @@ def test_unknown_options_and_bad_values_name_the_mode_and_the_key():
         make("scn", lam=0.5)
     with pytest.raises(ValueError, match=r"lam: expected a value in \[0, 1\], got 2"):
         make("paper", lam=2)
+    with pytest.raises(ValueError) as err:
+        make("scn", lam=0.5, nope=1)
+    again = pickle.loads(pickle.dumps(err.value))  # as a worker process hands it back
+    assert str(again) == str(err.value) and again.problems == err.value.problems
+    assert len(again.problems) == 2 and again.problems[0].startswith("lam: mode 'scn'")
 
 
 # ---- a mode in one file ----------------------------------------------------------------------

@@ -79,6 +79,9 @@ class OptionError(ValueError):
         super().__init__("; ".join(problems))
         self.problems = list(problems)
 
+    def __reduce__(self):  # rebuilt from the list (across processes: suite jobs, loader workers)
+        return type(self), (self.problems,)
+
 
 def as_label_tensor(labels, num_classes: int) -> torch.Tensor:
     """``(N,)`` int64 CPU tensor of class indices in ``[0, num_classes)``; ValueError otherwise."""
