@@ -95,7 +95,8 @@ class Records:
         readable (``probs``, ``staged_weight``, ``last_rescored``: which of them came from a
         re-scoring pass) until the next epoch's records overwrite them."""
         seen = self.seen.clone()
-        idx = seen.nonzero().squeeze(1)  # (M,)
+        # every sample recorded (the usual epoch): plain slices, no gather/scatter of N rows
+        idx = slice(None) if bool(seen.all()) else seen.nonzero().squeeze(1)  # (M,)
         probs = self.probs[idx]  # (M, K)
         p_pred, pred = probs.max(dim=1)  # (M,), (M,)
         p_label = probs.gather(1, self.labels[idx].unsqueeze(1)).squeeze(1)  # (M,)
