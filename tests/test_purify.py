@@ -273,3 +273,19 @@ def test_bad_labels_and_shapes_are_refused():
     pur = make()
     with pytest.raises(ValueError, match=r"logits: expected shape \(B, 3\)"):
         pur.record(torch.tensor([0]), torch.zeros(1, 4))
+
+
+def test_records_commit_shifts_history_whether_every_sample_or_some_were_recorded():
+    from d2sp.purify.records import Records
+
+    labels = torch.tensor([0, 1, 2, 1])
+    rec = Records(labels, 3, 2, device="cpu")
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
+    rec.stage(torch.arange(4), probs, torch.full((4,), 0.9), rescored=False)
+    assert rec.commit().all()  # every sample: the whole-column path
+    rec.stage(torch.tensor([1, 3]), probs[[2, 0]], torch.tensor([0.4, 0.3]), rescored=True)
+    assert rec.commit().tolist() == [False, True, False, True]  # some: by index
+    assert rec.count.tolist() == [1, 2, 1, 2]
+    assert torch.allclose(rec.weight, torch.tensor([[0.9, 0.0], [0.4, 0.9], [0.9, 0.0], [0.3, 0.9]]))
+    assert rec.pred.tolist() == [[0, 0], [2, 1], [2, 0], [0, 0]]
+    assert torch.allclose(rec.p_label[:, 0], torch.tensor([0.7, 0.2, 0.6, 0.2]))  # p of each label
