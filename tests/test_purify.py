@@ -16,6 +16,7 @@ from d2sp.purify import (
     fine_grained_correction,
 )
 from d2sp.purify.paper import PaperPurifier as Purifier
+from d2sp.purify.records import Records
 
 K = 3
 
@@ -276,8 +277,6 @@ def test_bad_labels_and_shapes_are_refused():
 
 
 def test_records_commit_shifts_history_whether_every_sample_or_some_were_recorded():
-    from d2sp.purify.records import Records
-
     labels = torch.tensor([0, 1, 2, 1])
     rec = Records(labels, 3, 2, device="cpu")
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]])
