@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from real_noise import PAPER  # noqa: E402  (the paper-mode row: λ=0.6, τ=0.4, t=2, warm-up 5)
-from suite_data import REGIMES, Data, Loop, build_model, make_data  # (puts src/ on the path)
+from suite_data import PAPER, REGIMES, Data, Loop, build_model, make_data  # (puts src/ on the path)
 
 from d2sp.purify import CORRECTED, PRUNED, create_purifier
 

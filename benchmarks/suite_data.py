@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from real_noise import Net, load_digits_images, load_fashion_images  # noqa: E402
+# PAPER: the paper-mode row of suite.py (λ=0.6, τ=0.4, t=2, warm-up 5), imported here once src/ is on the path
+from real_noise import PAPER, Net, load_digits_images, load_fashion_images  # noqa: E402, F401
 
 from d2sp.models import create_model  # noqa: E402
 from d2sp.noise import inject_dual_noise, make_faint  # noqa: E402
