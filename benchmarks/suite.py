@@ -54,6 +54,11 @@ ORACLES = ("oracle", "prune-oracle", "prune-wrong", "prune-nonsink")  # need noi
 DEFAULT_CACHE = Path("runs/suite")
 
 
+def known_rows() -> list[str]:
+    """Every row ``--rows`` accepts, each once."""
+    return list(dict.fromkeys([*MAIN_ROWS, *ORACLES[1:], *ABLATIONS, *DEV_ROWS]))
+
+
 class Counter:
     """Per-sample passes: a training step 3 units per sample, a no-grad re-scoring pass 1."""
 
@@ -159,7 +164,7 @@ def row_setup(row: str, data: Data, short: int, seed: int, loop: str, count: Cou
         return "paper", dict(PAPER), {}
     if row in ABLATIONS or row in DEV_ROWS:
         return "adaptive", {"seed": seed, **ABLATIONS.get(row, DEV_ROWS.get(row))}, {}
-    raise ValueError(f"row: expected one of {', '.join(dict.fromkeys([*MAIN_ROWS, *ORACLES[1:], *ABLATIONS, *DEV_ROWS]))}, got {row!r}")
+    raise ValueError(f"row: expected one of {', '.join(known_rows())}, got {row!r}")
 
 
 def purification_figures(pur, data: Data) -> dict:
@@ -403,9 +408,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", default=None, help="table: also write it here")
     args = p.parse_args(argv)
-    known = [*MAIN_ROWS, *ORACLES[1:], *ABLATIONS, *DEV_ROWS]
-    if args.rows and (bad := [r for r in args.rows if r not in known]):
-        p.error(f"--rows: expected some of {', '.join(dict.fromkeys(known))}; got {', '.join(map(repr, bad))}")
+    if args.rows and (bad := [r for r in args.rows if r not in known_rows()]):
+        p.error(f"--rows: expected some of {', '.join(known_rows())}; got {', '.join(map(repr, bad))}")
     (main_run if args.what == "run" else main_table)(args)
     return 0
 
