@@ -14,7 +14,9 @@ README — in the same loop. Columns: WAR, UAR (last epoch, clean test set), sha
 CE→oracle gap closed, cost (per-sample passes, a training step 3 units and a no-grad
 re-scoring pass 1, relative to CE; cleanlab's fold models included), prune and correction
 precision/recall against the ground truth, labels changed, smallest trained share over the
-run, suspicion AUROC (against wrong-label or unusable samples) beside cleanlab's.
+run, suspicion AUROC (against wrong-label or unusable samples) beside cleanlab's. A second
+table gives the spread over seeds: the standard deviation of WAR and the mode's difference to
+CE and to cleanlab paired by seed.
 
     python benchmarks/suite.py run --jobs 2                        # the whole suite (resumable)
     python benchmarks/suite.py table --out benchmarks/results/suite.md
@@ -377,6 +379,36 @@ def ablation_table(res, cells, seeds, rows) -> list[str]:
     return lines
 
 
+def _paired(res, cell, row, other, seeds) -> str:
+    """``mean ± standard error (higher in n of m seeds)`` of ``row − other`` paired by seed."""
+    d = np.array([res[(*cell, row, s)]["war"] - res[(*cell, other, s)]["war"] for s in seeds
+                  if (*cell, row, s) in res and (*cell, other, s) in res])  # fmt: skip
+    if len(d) < 2:
+        return "–"
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    return f"{100 * d.mean():+.1f} ± {100 * se:.1f} ({(d > 0).sum()} of {len(d)})"
+
+
+def spread_table(res, cells, seeds, mode="adaptive") -> list[str]:
+    """Per cell: the standard deviation over seeds of the WAR of CE, cleanlab and the mode,
+    and the mode's difference to CE and to cleanlab paired by seed (mean ± standard error,
+    and on how many seeds the mode is higher)."""
+    lines = [
+        f"| cell | sd CE | sd cleanlab | sd {mode} | {mode} − CE | {mode} − cleanlab |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cell in cells:
+        sd = []
+        for r in ("CE", "cleanlab", mode):
+            v = [res[(*cell, r, s)]["war"] for s in seeds if (*cell, r, s) in res]
+            sd.append(_pct(float(np.std(v, ddof=1))) if len(v) > 1 else "–")
+        if sd[2] == "–":
+            continue
+        diffs = [_paired(res, cell, mode, o, seeds) for o in ("CE", "cleanlab")]
+        lines.append(f"| {'/'.join(cell)} | " + " | ".join(sd + diffs) + " |")
+    return lines
+
+
 def main_table(args) -> None:
     res = load(args.cache, args.loop)
     cells = [(d, nz, rg) for rg in args.regimes for d in args.datasets for nz in args.noises]
@@ -385,6 +417,7 @@ def main_table(args) -> None:
         f"Seeds {', '.join(map(str, args.seeds))}; loop `{args.loop}`; WAR/UAR in % at the last epoch on "
         "clean test sets, mean over seeds; `python benchmarks/suite.py table` writes this file.",
         "", "## Targets of the recommended mode", "", *verdict(checks), "", "## Cells", "", *lines,
+        "", "## Spread over seeds (WAR, percentage points)", "", *spread_table(res, cells, args.seeds),
     ]  # fmt: skip
     abl = [r for r in [*ABLATIONS, *DEV_ROWS] if r != "adaptive" and any(k[3] == r for k in res)]
     if abl:
