@@ -20,6 +20,7 @@ from d2sp.purify.adaptive import (
     make_probes,
     probe_separation,
     separation_ready,
+    separation_stalled,
     wilson_lower,
 )
 from d2sp.purify.base import OptionError
@@ -44,6 +45,19 @@ def test_readiness_waits_for_a_high_separation_that_stopped_rising():
     fast_then_flat = [0.2, 0.5, 0.7, 0.8, 0.85, 0.86]
     assert agreement_ready(fast_then_flat, min_epochs=3, floor=0.5)
     assert not agreement_ready(fast_then_flat[:3], min_epochs=3, floor=0.5)
+
+
+def test_giving_up_needs_a_separation_stalled_below_the_floor():
+    # the first epoch scores high before the probes are fitted: it does not count
+    stalled = [0.73, 0.62, 0.64, 0.66, 0.65, 0.63, 0.64]  # best from epoch 3 on: 0.66, epoch 4
+    assert not separation_stalled(stalled[:6], min_epochs=3, patience=3, floor=0.75)
+    assert separation_stalled(stalled, min_epochs=3, patience=3, floor=0.75)
+    # counted from epoch 1, the unfitted first epoch would make it give up 5 epochs later
+    assert separation_stalled(stalled[:6], min_epochs=1, patience=5, floor=0.75)
+    assert not separation_stalled(stalled[:6], min_epochs=3, patience=5, floor=0.75)
+    assert not separation_stalled([0.6, 0.62, 0.64, 0.66, 0.68, 0.70], min_epochs=3, patience=3, floor=0.75)
+    assert not separation_stalled([0.5, 0.8, 0.76, 0.76, 0.76, 0.76], min_epochs=2, patience=3, floor=0.75)
+    assert not separation_stalled([0.7, 0.6], min_epochs=3, patience=1, floor=0.75)  # nothing counted yet
 
 
 def test_probes_have_a_wrong_label_and_a_bounded_share():
@@ -188,6 +202,21 @@ def test_clean_data_is_left_alone():
     assert pur.ready and any("no purification" in e for e in pur.events)
     assert (pur.ledger.column("state")[-1] == KEPT).all()
     assert (pur.current_labels.cpu().numpy() == TRUTH).all()
+
+
+def test_a_model_that_cannot_tell_the_probes_apart_gives_up_and_says_so():
+    labels, _ = noisy_labels(0.2)
+    predict = np.random.default_rng(1).integers(0, K, N)  # a model that learned nothing
+    pur = create_purifier("adaptive", labels, num_classes=K, teacher=False, min_epochs=2, patience=3)
+    drive(pur, predict, epochs=12)
+    gave_up = [e for e in pur.events if "probes train on their own labels again" in e]
+    assert len(gave_up) == 1 and pur.run["gave_up"] and pur.run["theta"] is None
+    states = pur.ledger.column("state")
+    assert not np.isin(states, [PRUNED, CORRECTED]).any() and (states[-1] == KEPT).all()  # no decision
+    assert (pur.labels_for(torch.arange(N)).numpy() == labels).all()  # probes included
+    never = create_purifier("adaptive", labels, num_classes=K, teacher=False, min_epochs=2, patience=0)
+    drive(never, predict, epochs=12)
+    assert not never.ready and (never.labels_for(torch.arange(N)).numpy() != labels).sum() == int(never.probe.sum())
 
 
 def test_a_decision_that_would_prune_most_of_the_set_is_refused():

@@ -19,7 +19,10 @@ tunes per dataset (warm-up length, λ, τ) by a quantity measured on the run its
    ``ready_gain``, at least ``min_epochs`` epochs). Then the flag threshold
    ``θ = quantile_q(p[fake] of the probes)`` (``probe_q``) is fixed, the noise share is
    estimated (``η̂``), and the probes get their own labels back. A model that never
-   separates known-wrong labels that well never acts.
+   separates known-wrong labels that well never acts: once its best separation (counted
+   from epoch ``min_epochs``: the first epochs, before the probes are fitted, do not count)
+   is ``patience`` epochs old and below ``ready_floor``, the mode gives up, the probes train
+   on their own labels again, and the run says so.
 4. **Nothing to purify** (``min_noise``): with ``η̂`` below it, no decision is taken.
 5. **Flag, then hold out.** A kept sample whose teacher probability of its label is ``≤ θ``
    in ``persist`` consecutive decisions is pruned: not trained, but scored every epoch, so
@@ -82,6 +85,18 @@ def separation_ready(curve: list[float], *, min_epochs: int, gain: float, floor:
     if len(curve) < max(2, min_epochs):
         return False
     return curve[-1] >= floor and (curve[-1] - curve[-2]) < gain
+
+
+def separation_stalled(curve: list[float], *, min_epochs: int, patience: int, floor: float) -> bool:
+    """The separation curve has not reached ``floor`` and its best value from epoch
+    ``min_epochs`` on (the first epochs, before the probes are fitted at all, are left out) is
+    ``patience`` or more epochs old: the model is not getting any better at telling
+    known-wrong labels apart."""
+    tail = curve[max(0, min_epochs - 1):]
+    if not tail or max(curve[-1], max(tail)) >= floor:
+        return False
+    best = max(range(len(tail)), key=tail.__getitem__)
+    return len(tail) - 1 - best >= patience
 
 
 def agreement_ready(curve: list[float], *, min_epochs: int, floor: float) -> bool:
@@ -246,7 +261,8 @@ class AdaptivePurifier(WithTeacher, Purifier):
 
     Options (defaults in :attr:`defaults`): ``teacher``, ``teacher_epochs``, ``rescore_every``,
     ``ens_momentum``; ``probes``, ``probe_share``, ``probe_q``, ``ready_floor``, ``ready_gain``,
-    ``min_epochs``, ``seed`` (of the probe draw); ``min_noise``; ``persist``; ``cgp``,
+    ``min_epochs``, ``seed`` (of the probe draw), ``patience`` (0: never give up);
+    ``min_noise``; ``persist``; ``cgp``,
     ``cgp_ratio``; ``fgc``, ``heldout`` (judge flagged samples held out; off: correct them in
     place with the confident class), ``agree``, ``margin``, ``log_odds`` (None: calibrated on
     the probes), ``calib_precision``, ``calib_z``; ``max_pruned``, ``max_pruned_class``.
@@ -258,7 +274,7 @@ class AdaptivePurifier(WithTeacher, Purifier):
         "ready_gain": 0.01, "min_epochs": 3, "seed": 0, "min_noise": 0.05, "persist": 1,
         "cgp": True, "cgp_ratio": 0.5, "fgc": True, "heldout": True, "agree": 2,
         "margin": 0.5, "log_odds": None, "calib_precision": 0.8, "calib_z": 1.0,
-        "max_pruned": 0.5, "max_pruned_class": 0.5,
+        "max_pruned": 0.5, "max_pruned_class": 0.5, "patience": 5,
     }  # fmt: skip
     rescore_view = "eval"
 
@@ -268,6 +284,8 @@ class AdaptivePurifier(WithTeacher, Purifier):
         for name in ("rescore_every", "min_epochs", "persist", "agree"):
             v = o[name]
             expect(p, name, v, isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
+        v = o["patience"]
+        expect(p, "patience", v, isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0 (0: never give up)")
         for name in ("probe_q", "ens_momentum", "calib_precision"):
             expect(p, name, o[name], 0.0 < o[name] < 1.0, "a value in (0, 1)")
         for name in ("max_pruned", "max_pruned_class", "ready_floor", "cgp_ratio", "min_noise"):
@@ -307,14 +325,15 @@ class AdaptivePurifier(WithTeacher, Purifier):
             probe, fake = torch.zeros_like(probe), torch.full_like(fake, -1)
         self.probe, self.fake = probe.to(dev), fake.to(dev)
         self._set_selection(self.keep_mask, torch.where(probe, fake, self.labels))
-        self.run = {"ready_epoch": None, "theta": None, "noise_hat": 0.0, "quiet": False,
+        self.run = {"ready_epoch": None, "theta": None, "noise_hat": 0.0, "quiet": False, "gave_up": False,
                     "log_odds": o["log_odds"], "calibrating": False, "fgc_on": True, "curve": []}  # fmt: skip
         if o["log_odds"] is None and not (o["probes"] and o["heldout"]):
             self.run["log_odds"] = 3.0
 
     @property
     def ready(self) -> bool:
-        """Whether the model has been judged ready to take decisions."""
+        """Whether probing is over: the model has been judged ready to take decisions, or the
+        mode gave up (``patience``) and takes none."""
         return self.run["ready_epoch"] is not None
 
     # ---- the loop's calls ---------------------------------------------------------------------
@@ -389,6 +408,7 @@ class AdaptivePurifier(WithTeacher, Purifier):
         sep = probe_separation(s[~self.probe], s[self.probe])
         run["curve"].append(sep)
         if not separation_ready(run["curve"], min_epochs=o["min_epochs"], gain=o["ready_gain"], floor=o["ready_floor"]):
+            self._give_up_if_stalled()
             return
         theta = float(s[self.probe].quantile(o["probe_q"]))
         below = float((s[~self.probe] <= theta).float().mean())
@@ -408,6 +428,23 @@ class AdaptivePurifier(WithTeacher, Purifier):
             run["calibrating"] = True
             keep = keep & ~self.probe
         self._set_selection(keep, torch.where(self.probe, y, self._current_dev))
+
+    def _give_up_if_stalled(self) -> None:
+        """A separation stalled below ``ready_floor`` for ``patience`` epochs: no decision for
+        the rest of the run, and the probes train on their own labels again."""
+        o, run = self.options, self.run
+        if not o["patience"] or not separation_stalled(
+            run["curve"], min_epochs=o["min_epochs"], patience=o["patience"], floor=o["ready_floor"]
+        ):
+            return
+        run.update(ready_epoch=self.epoch, quiet=True, gave_up=True)
+        best = max(run["curve"][o["min_epochs"] - 1 :])
+        self.events.append(
+            f"epoch {self.epoch}: no purification: the teacher has told known-wrong probe labels "
+            f"from the others no better than {best:.3f} (AUROC; {o['ready_floor']:g} needed) for "
+            f"{o['patience']} epochs; the probes train on their own labels again"
+        )
+        self._set_selection(self.keep_mask.to(self.device), torch.where(self.probe, self._labels_dev, self._current_dev))
 
     def _judge(self, probs: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The decision once ready: ``keep (N,)``, ``labels (N,)`` and ``Δp (N,)``."""
