@@ -93,7 +93,7 @@ def separation_stalled(curve: list[float], *, min_epochs: int, patience: int, fl
     ``patience`` or more epochs old: the model is not getting any better at telling
     known-wrong labels apart."""
     tail = curve[max(0, min_epochs - 1):]
-    if not tail or max(curve[-1], max(tail)) >= floor:
+    if not tail or max(tail) >= floor:
         return False
     best = max(range(len(tail)), key=tail.__getitem__)
     return len(tail) - 1 - best >= patience
@@ -262,10 +262,10 @@ class AdaptivePurifier(WithTeacher, Purifier):
     Options (defaults in :attr:`defaults`): ``teacher``, ``teacher_epochs``, ``rescore_every``,
     ``ens_momentum``; ``probes``, ``probe_share``, ``probe_q``, ``ready_floor``, ``ready_gain``,
     ``min_epochs``, ``seed`` (of the probe draw), ``patience`` (0: never give up);
-    ``min_noise``; ``persist``; ``cgp``,
-    ``cgp_ratio``; ``fgc``, ``heldout`` (judge flagged samples held out; off: correct them in
-    place with the confident class), ``agree``, ``margin``, ``log_odds`` (None: calibrated on
-    the probes), ``calib_precision``, ``calib_z``; ``max_pruned``, ``max_pruned_class``.
+    ``min_noise``; ``persist``; ``cgp``, ``cgp_ratio``; ``fgc``, ``heldout`` (judge flagged
+    samples held out; off: correct them in place with the confident class), ``agree``,
+    ``margin``, ``log_odds`` (None: calibrated on the probes), ``calib_precision``,
+    ``calib_z``; ``max_pruned``, ``max_pruned_class``.
     """
 
     defaults = {
