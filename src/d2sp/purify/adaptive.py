@@ -87,12 +87,18 @@ def separation_ready(curve: list[float], *, min_epochs: int, gain: float, floor:
     return curve[-1] >= floor and (curve[-1] - curve[-2]) < gain
 
 
+def counted_separation(curve: list[float], *, min_epochs: int) -> list[float]:
+    """The separation curve from epoch ``min_epochs`` on: the first epochs, before the probes
+    are fitted at all, score high for no reason and do not count."""
+    return curve[max(0, min_epochs - 1) :]
+
+
 def separation_stalled(curve: list[float], *, min_epochs: int, patience: int, floor: float) -> bool:
     """The separation curve has not reached ``floor`` and its best value from epoch
     ``min_epochs`` on (the first epochs, before the probes are fitted at all, are left out) is
     ``patience`` or more epochs old: the model is not getting any better at telling
     known-wrong labels apart."""
-    tail = curve[max(0, min_epochs - 1):]
+    tail = counted_separation(curve, min_epochs=min_epochs)
     if not tail or max(tail) >= floor:
         return False
     best = max(range(len(tail)), key=tail.__getitem__)
@@ -427,7 +433,11 @@ class AdaptivePurifier(WithTeacher, Purifier):
         if run["log_odds"] is None and not run["quiet"]:  # hold the probes out to calibrate
             run["calibrating"] = True
             keep = keep & ~self.probe
-        self._set_selection(keep, torch.where(self.probe, y, self._current_dev))
+        self._probes_back(keep)
+
+    def _probes_back(self, keep: torch.Tensor) -> None:
+        """The probes train on their own labels again (``keep (N,)``: the kept set from now)."""
+        self._set_selection(keep, torch.where(self.probe, self._labels_dev, self._current_dev))
 
     def _give_up_if_stalled(self) -> None:
         """A separation stalled below ``ready_floor`` for ``patience`` epochs: no decision for
@@ -438,13 +448,13 @@ class AdaptivePurifier(WithTeacher, Purifier):
         ):
             return
         run.update(ready_epoch=self.epoch, quiet=True, gave_up=True)
-        best = max(run["curve"][o["min_epochs"] - 1 :])
+        best = max(counted_separation(run["curve"], min_epochs=o["min_epochs"]))
         self.events.append(
             f"epoch {self.epoch}: no purification: the teacher has told known-wrong probe labels "
             f"from the others no better than {best:.3f} (AUROC; {o['ready_floor']:g} needed) for "
             f"{o['patience']} epochs; the probes train on their own labels again"
         )
-        self._set_selection(self.keep_mask.to(self.device), torch.where(self.probe, self._labels_dev, self._current_dev))
+        self._probes_back(self.keep_mask.to(self.device))
 
     def _judge(self, probs: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The decision once ready: ``keep (N,)``, ``labels (N,)`` and ``Δp (N,)``."""
