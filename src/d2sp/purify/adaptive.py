@@ -94,10 +94,9 @@ def counted_separation(curve: list[float], *, min_epochs: int) -> list[float]:
 
 
 def separation_stalled(curve: list[float], *, min_epochs: int, patience: int, floor: float) -> bool:
-    """The separation curve has not reached ``floor`` and its best value from epoch
-    ``min_epochs`` on (the first epochs, before the probes are fitted at all, are left out) is
-    ``patience`` or more epochs old: the model is not getting any better at telling
-    known-wrong labels apart."""
+    """The separation curve has not reached ``floor`` and the best value of its
+    :func:`counted_separation` is ``patience`` or more epochs old: the model is not getting any
+    better at telling known-wrong labels apart."""
     tail = counted_separation(curve, min_epochs=min_epochs)
     if not tail or max(tail) >= floor:
         return False
