@@ -7,7 +7,11 @@ the rest; its ranking is ``cleanlab.rank.get_label_quality_scores`` of the same
 probabilities), oracle (true labels, unusable samples removed; on request ``prune-oracle``:
 every noisy sample removed, the annotation kept; ``prune-wrong``: only the wrong labels
 removed; ``prune-nonsink``: the wrong labels removed except those in the class most of them
-went to), the paper mode (λ=0.6,
+went to; ``rank-cleanlab`` / ``rank-adaptive``: as many samples as are noisy removed from the
+start, the most suspicious first by cleanlab's ranking or by the ranking ``adaptive`` ends its
+own run with — what a ranking is worth when the noise rate is known and there is time to
+retrain; ``retrain-adaptive``: CE trained again on what a run of ``adaptive`` kept, with its
+labels), the paper mode (λ=0.6,
 τ=0.4, t=2, warm-up 5), the recommended mode ``adaptive`` and its ablations. Every row
 trains through the package's plug-and-play API — one purifier, the six calls of the
 README — in the same loop. Columns: WAR, UAR (last epoch, clean test set), share of the
@@ -52,13 +56,15 @@ ABLATIONS = {  # row -> adaptive options
 }
 DEV_ROWS: dict[str, dict] = {}  # adaptive variants under development, run only when asked for
 MAIN_ROWS = ["CE", "cleanlab", "oracle", "paper", "adaptive"]
-ORACLES = ("oracle", "prune-oracle", "prune-wrong", "prune-nonsink")  # need noise; the last three only with --rows
+# rows that need noise (all but the first only with --rows)
+ORACLES = ("oracle", "prune-oracle", "prune-wrong", "prune-nonsink", "rank-cleanlab", "rank-adaptive")
+TWO_RUNS = ("retrain-adaptive",)  # a second CE run on what a run of the mode kept, only with --rows
 DEFAULT_CACHE = Path("runs/suite")
 
 
 def known_rows() -> list[str]:
     """Every row ``--rows`` accepts, each once."""
-    return list(dict.fromkeys([*MAIN_ROWS, *ORACLES[1:], *ABLATIONS, *DEV_ROWS]))
+    return list(dict.fromkeys([*MAIN_ROWS, *ORACLES[1:], *TWO_RUNS, *ABLATIONS, *DEV_ROWS]))
 
 
 class Counter:
@@ -146,8 +152,19 @@ def cleanlab_selection(data: Data, cv_epochs: int, seed: int, loop: str, count: 
     return np.asarray(issues, bool), get_label_quality_scores(data.y_noisy, probs)
 
 
-def row_setup(row: str, data: Data, short: int, seed: int, loop: str, count: Counter) -> tuple[str, dict, dict]:
-    """The mode and options a row trains with, and figures known before training."""
+def without_most_suspicious(suspicion: np.ndarray, count: int) -> np.ndarray:
+    """``keep (N,) bool``: every sample but the ``count`` with the highest ``suspicion (N,)``
+    (never scored, nan: least suspicious)."""
+    order = np.argsort(-np.nan_to_num(suspicion, nan=-np.inf), kind="stable")
+    keep = np.ones(len(suspicion), dtype=bool)
+    keep[order[:count]] = False
+    return keep
+
+
+def row_setup(row: str, data: Data, regime: tuple[int, int], seed: int, loop: str, count: Counter) -> tuple[str, dict, dict]:
+    """The mode and options a row trains with (``regime``: the short regime's epochs and this
+    run's), and figures known before training."""
+    short, epochs = regime
     if row == "CE":
         return "ce", {}, {}
     if row == "oracle":
@@ -162,6 +179,16 @@ def row_setup(row: str, data: Data, short: int, seed: int, loop: str, count: Cou
     if row == "cleanlab":
         issues, quality = cleanlab_selection(data, short, seed, loop, count)
         return "ce", {"keep": ~issues, "suspicion": 1.0 - quality}, {}
+    if row in ("rank-cleanlab", "rank-adaptive", "retrain-adaptive"):
+        if row == "rank-cleanlab":
+            suspicion = 1.0 - cleanlab_selection(data, short, seed, loop, count)[1]
+            return "ce", {"keep": without_most_suspicious(suspicion, int(data.noisy.sum())), "suspicion": suspicion}, {}
+        led = fit(data, epochs, seed, loop=loop, mode="adaptive", options={"seed": seed}, count=count)[1].ledger
+        suspicion = led.rows["suspicion"][-1]  # the ranking a whole run of the mode ends with
+        if row == "rank-adaptive":  # told how many samples are noisy
+            return "ce", {"keep": without_most_suspicious(suspicion, int(data.noisy.sum())), "suspicion": suspicion}, {}
+        keep, labels = led.column("state")[-1] != PRUNED, led.column("label")[-1].astype(np.int64)
+        return "ce", {"keep": keep, "targets": labels, "suspicion": suspicion}, {}  # the run's own list
     if row == "paper":
         return "paper", dict(PAPER), {}
     if row in ABLATIONS or row in DEV_ROWS:
@@ -198,7 +225,7 @@ def run_row(row: str, dataset: str, noise: str, regime: str, seed: int, loop: st
     epochs = short if regime == "short" else long_
     count = Counter()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    mode, options, known = row_setup(row, data, short, seed, loop, count)
+    mode, options, known = row_setup(row, data, (short, epochs), seed, loop, count)
     model, pur = fit(data, epochs, seed, loop=loop, mode=mode, options=options, count=count)
     pred = predict(model, data.x_test).argmax(1).numpy()
     war = float((pred == data.y_test).mean())
