@@ -1,4 +1,5 @@
 import io
+import os
 import sys
 
 from d2sp.cli import console, main
@@ -17,4 +18,10 @@ else:  # under torchrun only rank 0 prints; another rank shows its output when i
     except SystemExit as done:
         if done.code not in (0, None):
             sys.stderr.write(captured.getvalue())
-        raise
+            raise
+    # Done, and this rank writes no file: leave without the interpreter's teardown, in which
+    # the process group's threads sometimes abort a finished process (SIGABRT, measured on 4
+    # of 30 two-process runs on the CPU), which torchrun then reports as a failed run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
