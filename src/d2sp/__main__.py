@@ -20,8 +20,9 @@ else:  # under torchrun only rank 0 prints; another rank shows its output when i
             sys.stderr.write(captured.getvalue())
             raise
     # Done, and this rank writes no file: leave without the interpreter's teardown, in which
-    # the process group's threads sometimes abort a finished process (SIGABRT, measured on 4
-    # of 30 two-process runs on the CPU), which torchrun then reports as a failed run.
+    # the process group's threads sometimes abort a finished process (SIGABRT, 4 of 30
+    # two-process runs on the CPU: scripts/check_torchrun_exit.sh), which torchrun then
+    # reports as a failed run.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
