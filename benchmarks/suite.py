@@ -182,13 +182,14 @@ def row_setup(row: str, data: Data, regime: tuple[int, int], seed: int, loop: st
     if row in ("rank-cleanlab", "rank-adaptive", "retrain-adaptive"):
         if row == "rank-cleanlab":
             suspicion = 1.0 - cleanlab_selection(data, short, seed, loop, count)[1]
-            return "ce", {"keep": without_most_suspicious(suspicion, int(data.noisy.sum())), "suspicion": suspicion}, {}
-        led = fit(data, epochs, seed, loop=loop, mode="adaptive", options={"seed": seed}, count=count)[1].ledger
-        suspicion = led.rows["suspicion"][-1]  # the ranking a whole run of the mode ends with
-        if row == "rank-adaptive":  # told how many samples are noisy
-            return "ce", {"keep": without_most_suspicious(suspicion, int(data.noisy.sum())), "suspicion": suspicion}, {}
-        keep, labels = led.column("state")[-1] != PRUNED, led.column("label")[-1].astype(np.int64)
-        return "ce", {"keep": keep, "targets": labels, "suspicion": suspicion}, {}  # the run's own list
+        else:  # the ranking (and list) a whole run of the mode ends with
+            pur = fit(data, epochs, seed, loop=loop, mode="adaptive", options={"seed": seed}, count=count)[1]
+            suspicion, led = pur.suspicion()[0], pur.ledger
+            if row == "retrain-adaptive":  # the run's own list
+                keep, labels = led.column("state")[-1] != PRUNED, led.column("label")[-1].astype(np.int64)
+                return "ce", {"keep": keep, "targets": labels, "suspicion": suspicion}, {}
+        # told how many samples are noisy
+        return "ce", {"keep": without_most_suspicious(suspicion, int(data.noisy.sum())), "suspicion": suspicion}, {}
     if row == "paper":
         return "paper", dict(PAPER), {}
     if row in ABLATIONS or row in DEV_ROWS:
