@@ -76,4 +76,7 @@ def make_loader(
 def to_inputs(clips: torch.Tensor, model: torch.nn.Module, device: torch.device) -> torch.Tensor:
     """uint8 clips of a batch -> normalised clips ``(B, T, C, H, W)`` in the model's dtype."""
     dtype = next(model.parameters()).dtype
-    return normalize_clips(clips.to(device, non_blocking=True), dtype)  # (B, T, C, H, W)
+    x = normalize_clips(clips.to(device, non_blocking=True), dtype)  # (B, T, C, H, W)
+    if device.type == "cpu":  # oneDNN's CPU convolutions: contiguous is as fast, and its
+        x = x.contiguous()  # channels-last backward corrupts the heap on narrow layers
+    return x
