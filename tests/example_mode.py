@@ -1,5 +1,7 @@
 """A trivial purification mode, added as a user would add one: this file and its registration."""
 
+from dataclasses import dataclass
+
 import torch
 
 from d2sp.purify import Decision, Purifier, register_purifier
@@ -9,7 +11,9 @@ from d2sp.purify import Decision, Purifier, register_purifier
 class DropDoubtful(Purifier):
     """Leaves out a sample whose newest ``p[y]`` is below ``floor``; never relabels."""
 
-    defaults = {"floor": 0.05}
+    @dataclass(frozen=True)
+    class Options:
+        floor: float = 0.05  # typed: a config value that is not a number is refused
 
     @classmethod
     def check(cls, o):

@@ -242,7 +242,7 @@ def test_packaged_configs_use_the_recommended_mode_with_its_defaults(name):
     from d2sp.config import load_config
 
     cfg = load_config(packaged_config(name))
-    assert cfg.purify.mode == "adaptive" and cfg.purify.lam is None and cfg.purify.warmup_epochs is None
+    assert cfg.purify.mode == "adaptive" and not cfg.purify.options
     paper = load_config(packaged_config(f"{name}-paper"))
     assert paper.purify.mode == "paper" and paper.data == cfg.data and paper.model == cfg.model
     assert paper.optim == cfg.optim
@@ -255,5 +255,5 @@ def test_a_model_that_is_not_a_module_is_refused_with_what_to_do():
 
 def test_switches_must_be_booleans():
     labels, _ = noisy_labels(0.0)
-    with pytest.raises(OptionError, match=r"probes: expected true or false, got 'no'"):
+    with pytest.raises(OptionError, match=r"probes: expected true/false, got 'no'"):
         create_purifier("adaptive", labels, num_classes=K, probes="no")

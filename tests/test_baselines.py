@@ -213,15 +213,14 @@ def test_cleanlab_cross_validates_drops_issues_and_resumes(tmp_path, synth_root)
 
 
 def test_cleanlab_refuses_unknown_options(tmp_path, synth_root):
-    cfg = tiny_config(tmp_path, synth_root, "purify.mode=cleanlab", "purify.lam=0.5")
-    with pytest.raises(ValueError, match="purify.lam: mode .cleanlab. has no option .lam."):
-        validate_config(cfg)
-    cfg.purify.lam = None
+    with pytest.raises(ValueError, match="purify.lam=0.5.: purify.lam: mode .cleanlab. has no option .lam."):
+        tiny_config(tmp_path, synth_root, "purify.mode=cleanlab", "purify.lam=0.5")
+    cfg = tiny_config(tmp_path, synth_root, "purify.mode=cleanlab")
     cfg.purify.options = {"k": 3}
-    with pytest.raises(ValueError, match="purify.options.k: mode .cleanlab. has no option .k.; its options: .*folds"):
+    with pytest.raises(ValueError, match="purify.k: mode .cleanlab. has no option .k.; its options: .*folds"):
         validate_config(cfg)
     cfg.purify.options = {"folds": 1}
-    with pytest.raises(ValueError, match="purify.options.folds: expected an integer >= 2, got 1"):
+    with pytest.raises(ValueError, match="purify.folds: expected an integer >= 2, got 1"):
         validate_config(cfg)
 
 

@@ -35,7 +35,7 @@ def test_malformed_yaml_value_names_the_override(tmp_path):
 
 def test_override_typo_is_reported_against_the_override_not_the_yaml(tmp_path):
     out = invoke("train", "-c", "demo", "purify.lamda=0.5", f"out_dir={tmp_path}")
-    assert "error: override 'purify.lamda=0.5': unknown config key 'purify.lamda'" in out
+    assert "error: override 'purify.lamda=0.5': purify.lamda: mode 'adaptive' has no option 'lamda'" in out
     assert "demo.yaml" not in out
     out = invoke("train", "-c", "demo", "optim.epochs=many")
     assert "override 'optim.epochs=many': optim.epochs: expected a number" in out

@@ -33,6 +33,7 @@ def base_config(tmp_path, *extra):
             "data.dataset=list",
             f"data.root={tmp_path / 'no-data'}",
             "optim.epochs=3",
+            "purify.mode=paper",
             "purify.warmup_epochs=2",
             *extra,
         ],
@@ -46,10 +47,11 @@ def fake_runner(cfg, *, run_dir, resume, progress, console=None):
         f.write(f"{run_dir.name} {int(resume)}\n")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    if cfg.purify.lam == 0.7:
+    o = cfg.purify.options
+    if o.get("lam") == 0.7:
         raise RuntimeError("loss diverged (fake)")
-    pruned = 10 * bool(cfg.purify.cgp)
-    corrected = 5 * bool(cfg.purify.fgc)
+    pruned = 10 * bool(o.get("cgp"))
+    corrected = 5 * bool(o.get("fgc"))
     war = 0.5 + 0.1 * cfg.seed
     rows = [{"epoch": 1, "trained": 100}, {"epoch": 2, "trained": 100 - pruned}]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -245,7 +247,7 @@ def test_methods_are_the_registered_modes_and_unknown_ones_are_refused(tmp_path)
     base = base_config(tmp_path, "purify.mode=paper", "purify.lam=0.3")
     plan = plan_comparison(base, methods=["ce", "d2sp+", "paper"], seeds=[0, 1])
     assert [(c.row, c.seed) for c in plan][:4] == [("ce", 0), ("ce", 1), ("d2sp+", 0), ("d2sp+", 1)]
-    assert "purify.lam=null" in plan[2].overrides and "purify.mode=d2sp+" in plan[2].overrides
+    assert "purify.options=null" in plan[2].overrides and "purify.mode=d2sp+" in plan[2].overrides
     assert plan[4].overrides == ("purify.mode=paper",)  # the base's own mode keeps its λ
     with pytest.raises(ValueError) as err:
         plan_comparison(base, methods=["ce", "mixup"], seeds=[0])
@@ -259,7 +261,7 @@ def test_methods_are_the_registered_modes_and_unknown_ones_are_refused(tmp_path)
         (["compare", "--seeds", "0,one"], "--seeds: expected comma-separated integers"),
         (["ablate", "--lams", "0.5,x"], "--lams: expected comma-separated numbers"),
         (["ablate", "--tables", "stages,lr"], "tables: expected some of stages, lam, tau, t"),
-        (["ablate", "purify.nope=1"], "unknown config key 'purify.nope'"),
+        (["ablate", "purify.nope=1"], "override 'purify.nope=1': purify.nope: mode 'adaptive' has no option 'nope'"),
         (["compare", "-c", "nosuchconfig"], "no packaged config 'nosuchconfig'"),
     ],
 )

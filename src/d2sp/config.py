@@ -49,25 +49,17 @@ class ModelConfig:
 
 @dataclass
 class PurifyConfig:
-    """Purification (DESIGN §2): the mode and its options.
+    """Purification: the mode and its options.
 
-    ``mode`` names a registered purifier (``adaptive``: the recommended mode, nothing to
-    tune; ``paper``: the method as published; ``d2sp+``; the baselines ``ce``, ``scn``,
-    ``cleanlab``, ``oracle``). The named keys and ``options``
-    are passed to the mode; a key left empty (null) takes the mode's own default, and a key
-    the mode does not take is refused. ``paper`` with both stages off is plain CE.
+    ``mode`` names a registered purifier (``d2sp list-modes`` lists them). ``options`` are
+    the mode's own, typed and checked by the mode's options schema; a key left empty (null)
+    takes the mode's default, and a key the mode does not take is refused. A mode's option
+    may also be written directly under ``purify`` (``purify.lam=0.7`` is
+    ``purify.options.lam=0.7``).
     """
 
     mode: str = "adaptive"
-    cgp: bool | None = None  # Coarse-Grained Pruning on/off
-    fgc: bool | None = None  # Fine-Grained Correction on/off
-    lam: float | None = None
-    tau: float | None = None
-    t: int | None = None
-    warmup_epochs: int | None = None
-    score: str | None = None  # paper mode: w·p[pred] ("max") or w·p[y] ("label")
-    revisit_pruned: bool | None = None  # re-score pruned samples every epoch
-    options: dict[str, Any] = field(default_factory=dict)  # the mode's other options
+    options: dict[str, Any] = field(default_factory=dict)  # the mode's options
     max_prune_fraction: float = 0.5  # warn when more of the data is pruned
     stop_on_overprune: bool = False  # stop instead of warning (also when a class is emptied)
 
@@ -148,10 +140,7 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
-_OPTIONAL = {
-    "lam": float, "tau": float, "t": int, "warmup_epochs": int,
-    "cgp": bool, "fgc": bool, "revisit_pruned": bool, "score": str, "cache_codec": str,
-}  # fmt: skip
+_OPTIONAL = {"cache_codec": str}  # keys whose default is None, by type
 
 
 def _coerce(value, default, path):
@@ -202,7 +191,25 @@ def _coerce_value(value, default, path):
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
     """Build a :class:`RunConfig` from nested plain values, refusing unknown keys."""
-    return _build(RunConfig, values or {}, "")
+    return _build(RunConfig, _mode_options_in_place(values or {}), "")
+
+
+def _mode_options_in_place(values: dict[str, Any]) -> dict[str, Any]:
+    """``purify.X`` for a key ``X`` that is not a field of :class:`PurifyConfig` is the
+    mode's option ``purify.options.X`` (the mode checks it); a null one is dropped."""
+    purify = values.get("purify")
+    if not isinstance(purify, dict):
+        return values
+    own = {f.name for f in dataclasses.fields(PurifyConfig)}
+    moved = {k: v for k, v in purify.items() if k not in own}
+    if not moved:
+        return values
+    options = purify.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"purify.options: expected a mapping, got {options!r}", key="purify.options")
+    kept = {k: v for k, v in purify.items() if k in own}
+    merged = {**{k: v for k, v in moved.items() if v is not None}, **options}
+    return {**values, "purify": {**kept, "options": merged}}
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -237,17 +244,33 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 f"override {item!r}: the value {raw!r} is not valid YAML ({reason})"
             ) from None
         node = values
-        parts = key.strip().split(".")
+        key = _canonical_key(key.strip())
+        parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        if key == "purify.options":  # the mode's options add up; null empties them
+            old = node.get("options")
+            if value is None:
+                value = {}
+            elif isinstance(value, dict) and isinstance(old, dict):
+                value = {**old, **value}
         node[parts[-1]] = value
     return values
 
 
 def _override_key(item: str) -> str:
-    return item.partition("=")[0].strip()
+    return _canonical_key(item.partition("=")[0].strip())
+
+
+def _canonical_key(key: str) -> str:
+    """``purify.X`` for a mode option ``X`` is ``purify.options.X``."""
+    parts = key.split(".")
+    own = {f.name for f in dataclasses.fields(PurifyConfig)}
+    if len(parts) >= 2 and parts[0] == "purify" and parts[1] not in own:
+        return ".".join(["purify", "options", *parts[1:]])
+    return key
 
 
 def _blame(error: ConfigError, path: Path | None, overrides: list[str]) -> str:
@@ -281,11 +304,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     overrides = list(overrides or [])
-    values = apply_overrides(copy.deepcopy(values), overrides)
+    values = apply_overrides(_mode_options_in_place(copy.deepcopy(values)), overrides)
     try:
-        return config_from_dict(values)
+        cfg = config_from_dict(values)
+        _check_mode_options(cfg)
     except ConfigError as e:
         raise ConfigError(_blame(e, path, overrides), key=e.key) from None
+    return cfg
+
+
+def _check_mode_options(cfg: RunConfig) -> None:
+    """The mode's options schema refuses ``purify.options`` (its first problem, named by key)."""
+    from d2sp.purify import OptionError, purifier_class
+
+    try:
+        purifier_class(cfg.purify.mode).resolve(cfg.purify.options)
+    except OptionError as e:
+        name = e.problems[0].split(":", 1)[0]
+        raise ConfigError(f"purify.{e.problems[0]}", key=f"purify.options.{name}") from None
+    except ValueError:
+        return  # an unknown mode: the trainer's check lists the known ones
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -285,24 +285,24 @@ def _best_epoch(run: RunFolder) -> int:
     return int(np.argmax(wars)) + 1
 
 
+def _mode_options(run: RunFolder) -> str:
+    """The mode's resolved options, ``name=value``, those set by the config marked ``*``."""
+    resolved = purify_options(run.config)
+    given = run.config.purify.options
+    return ", ".join(f"{k}={v}{'*' if k in given else ''}" for k, v in resolved.items()) or "(none)"
+
+
 def _section_config(run: RunFolder):
     cfg = run.config
     d, mo, p, o = cfg.data, cfg.model, cfg.purify, cfg.optim
-    stages = [name for name, on in (("CGP", p.cgp), ("FGC", p.fgc)) if on]
     rows = [
         ["dataset", f"{d.dataset}" + (f" (fold {d.fold})" if d.fold is not None else "")],
         ["data root", d.root or "(default)"],
         ["data options", json.dumps(d.options) if d.options else "–"],
         ["frames × size", f"{d.num_frames} × {d.size}px"],
         ["model", mo.name + (f" {json.dumps(mo.options)}" if mo.options else "")],
-        ["purification", f"{p.mode}: {' + '.join(stages) if stages else 'off (plain CE)'}"],
-        [
-            "λ, τ, t",
-            f"{_fmt(p.lam, 2)}, {_fmt(p.tau, 2)}, {p.t if p.t is not None else '–'}"
-            + (" (– = mode default)" if None in (p.lam, p.tau, p.t) else ""),
-        ],
-        ["warm-up epochs", str(p.warmup_epochs)],
-        ["score, revisit pruned", f"{p.score}, {p.revisit_pruned}"],
+        ["purification", p.mode],
+        ["mode options", _mode_options(run)],
         [
             "optimiser",
             f"SGD lr {o.lr}, momentum {o.momentum}, wd {o.weight_decay}, "

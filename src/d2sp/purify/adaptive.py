@@ -55,6 +55,8 @@ Shapes: ``N`` samples, ``K`` classes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -273,14 +275,33 @@ class AdaptivePurifier(WithTeacher, Purifier):
     ``calib_z``; ``max_pruned``, ``max_pruned_class``.
     """
 
-    defaults = {
-        "teacher": True, "teacher_epochs": 2.0, "rescore_every": 2, "ens_momentum": 0.5,
-        "probes": True, "probe_share": 0.04, "probe_q": 0.75, "ready_floor": 0.75,
-        "ready_gain": 0.01, "min_epochs": 3, "seed": 0, "min_noise": 0.05, "persist": 1,
-        "cgp": True, "cgp_ratio": 0.5, "fgc": True, "heldout": True, "agree": 2,
-        "margin": 0.5, "log_odds": None, "calib_precision": 0.8, "calib_z": 1.0,
-        "max_pruned": 0.5, "max_pruned_class": 0.5, "patience": 5,
-    }  # fmt: skip
+    @dataclass(frozen=True)
+    class Options:
+        teacher: bool = True
+        teacher_epochs: float = 2.0
+        rescore_every: int = 2
+        ens_momentum: float = 0.5
+        probes: bool = True
+        probe_share: float = 0.04
+        probe_q: float = 0.75
+        ready_floor: float = 0.75
+        ready_gain: float = 0.01
+        min_epochs: int = 3
+        seed: int = 0
+        min_noise: float = 0.05
+        persist: int = 1
+        cgp: bool = True
+        cgp_ratio: float = 0.5
+        fgc: bool = True
+        heldout: bool = True
+        agree: int = 2
+        margin: float = 0.5
+        log_odds: float | None = None
+        calib_precision: float = 0.8
+        calib_z: float = 1.0
+        max_pruned: float = 0.5
+        max_pruned_class: float = 0.5
+        patience: int = 5
     rescore_view = "eval"
 
     @classmethod

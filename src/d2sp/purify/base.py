@@ -28,8 +28,11 @@ Shapes: ``N`` samples, ``K`` classes, ``B`` a batch, ``W`` records kept per samp
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -107,6 +110,56 @@ def expect(problems: list[str], name: str, value, ok: bool, expected: str) -> No
         problems.append(f"{name}: expected {expected}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a mode that has none."""
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def coerce_option(name: str, value, hint):
+    """``value`` as the option's declared type ``hint`` (an int for a float, a whole float for
+    an int); ValueError ``"name: expected X, got Y"`` when it is not one."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            if arm is type(None) and value is None:
+                return None
+            try:
+                if arm is not type(None):
+                    return coerce_option(name, value, arm)
+            except ValueError:
+                pass
+    elif origin is Literal:
+        if value in typing.get_args(hint) and not isinstance(value, bool):
+            return value
+    elif hint is bool:
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+    elif hint is int:
+        if isinstance(value, int | np.integer) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value  # a type the schema does not check
+    raise ValueError(f"{name}: expected {_type_name(hint)}, got {value!r}")
+
+
 class Purifier:
     """Base of every purification mode (see the module docstring for the loop).
 
@@ -124,7 +177,8 @@ class Purifier:
     """
 
     mode: ClassVar[str] = "base"
-    defaults: ClassVar[dict[str, Any]] = {}
+    Options: ClassVar[type] = NoOptions  # a frozen dataclass: the mode's options, typed, with defaults
+    defaults: ClassVar[dict[str, Any]] = {}  # derived from Options
     rescore_view: ClassVar[str] = "train"  # views re-scored: augmented "train" or plain "eval"
     selects_before_training: ClassVar[bool] = False  # see select()
 
@@ -134,6 +188,7 @@ class Purifier:
         *,
         num_classes: int,
         model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
         device: torch.device | str = "cpu",
         keep_ledger: bool = True,
         **options,
@@ -156,22 +211,44 @@ class Purifier:
         self.events: list[str] = []  # what the mode wants the user to know, one line each
         self._corrected: torch.Tensor | None = None  # (N,) when a mode says which changes are corrections
         self.model: nn.Module | None = None
+        self.batch_logits: torch.Tensor | None = None  # (B, K) of the last batch_loss, if unmixed
         self.setup()
+        self.optimizer: torch.optim.Optimizer | None = None
         if model is not None:
-            self.bind(model)
+            self.bind(model, optimizer=optimizer)
 
     # ---- options --------------------------------------------------------------------------
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not (dataclasses.is_dataclass(cls.Options) and isinstance(cls.Options, type)):
+            raise TypeError(f"{cls.__name__}.Options: expected a dataclass, got {cls.Options!r}")
+        cls.defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+
+    @classmethod
+    def option_types(cls) -> dict[str, Any]:
+        """Each option's declared type, from :attr:`Options`."""
+        return typing.get_type_hints(cls.Options)
+
     @classmethod
     def resolve(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """The mode's options: ``options`` over :attr:`defaults`, checked (:meth:`check`)."""
+        """The mode's options: ``options`` over :attr:`defaults` (a ``None`` value takes the
+        default), each as its declared type, checked (:meth:`check`)."""
         unknown = sorted(set(options) - set(cls.defaults))
         problems = [
             f"{name}: mode {cls.mode!r} has no option {name!r}; its options: "
             f"{', '.join(cls.defaults) or '(none)'}"
             for name in unknown
         ]
-        resolved = {**cls.defaults, **{k: v for k, v in options.items() if k in cls.defaults}}
+        resolved = dict(cls.defaults)
+        types_ = cls.option_types()
+        for name, value in options.items():
+            if name not in cls.defaults or value is None:
+                continue
+            try:
+                resolved[name] = coerce_option(name, value, types_[name])
+            except ValueError as e:
+                problems.append(str(e))
         if not problems:
             problems = cls.check(resolved)
         if problems:
@@ -213,9 +290,11 @@ class Purifier:
     def setup(self) -> None:
         """Create the mode's own state (called once at the end of ``__init__``)."""
 
-    def bind(self, model: nn.Module) -> None:
-        """Give the purifier the model being trained (for :meth:`rescore` and teachers)."""
+    def bind(self, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Give the purifier the model being trained (for :meth:`rescore` and teachers) and
+        its optimiser (a mode that trains a second network steps it like the first)."""
         self.model = model
+        self.optimizer = optimizer
 
     def decide(self, seen: torch.Tensor) -> Decision:
         """The decision for the next epoch from the committed records; ``seen (N,)`` marks the
@@ -254,7 +333,7 @@ class Purifier:
     def select(cls, context, options: dict[str, Any]) -> dict[str, Any]:
         """For a mode with :attr:`selects_before_training`: decide the kept set and labels
         before training (``context`` is :class:`d2sp.purify.selection.SelectionContext`);
-        returns constructor options (e.g. ``keep``, ``targets``)."""
+        returns constructor arguments (e.g. ``keep``, ``targets``)."""
         return {}
 
     # ---- the loop's calls -----------------------------------------------------------------
@@ -288,6 +367,30 @@ class Purifier:
         if record and self.train_records:
             self.record(idx, logits.detach(), None if weights is None else weights.detach())
         return loss
+
+    def batch_loss(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        indices,
+        *,
+        label_smoothing: float = 0.0,
+        record: bool = True,
+    ) -> torch.Tensor:
+        """The training loss of one batch, running ``model`` on ``inputs`` itself: the call a
+        loop makes (every mode takes it). By default ``model(inputs)`` then :meth:`loss`; a
+        mode that trains on mixed inputs or a second network overrides it. The batch's
+        unmixed logits, when there are any, are left in :attr:`batch_logits` (detached).
+
+        Args:
+            model: the model being trained (or its distributed wrapper),
+                ``model(x) -> (logits (B, K), weights (B,) or None)``.
+            inputs: ``(B, ...)`` the batch, augmented as the loop trains.
+            indices: ``(B,)`` int sample indices (positions in the annotation).
+        """
+        logits, weights = model(inputs)  # (B, K), (B,) or None
+        self.batch_logits = logits.detach()
+        return self.loss(logits, weights, indices, label_smoothing=label_smoothing, record=record)
 
     def after_step(self) -> None:
         """Call after each optimiser step."""

@@ -9,6 +9,8 @@ suggested label the out-of-sample prediction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from d2sp.purify.base import expect
@@ -64,12 +66,11 @@ class CleanlabPurifier(FixedPurifier):
         filter_by: ``find_label_issues``'s rule (default ``prune_by_noise_rate``).
     """
 
-    defaults = {
-        **FixedPurifier.defaults,
-        "folds": 4,
-        "fold_epochs": None,
-        "filter_by": "prune_by_noise_rate",
-    }
+    @dataclass(frozen=True)
+    class Options:
+        folds: int = 4
+        fold_epochs: int | None = None
+        filter_by: str = "prune_by_noise_rate"
     selects_before_training = True
 
     @classmethod

@@ -17,21 +17,25 @@ from d2sp.purify.registry import register_purifier
 class FixedPurifier(Purifier):
     """A kept set and labels fixed before training (``mode: ce`` trains on everything).
 
-    Options (set programmatically, e.g. by a selecting mode):
+    Besides the common arguments it takes a selection made before training (by a selecting
+    mode's :meth:`select`, or by a caller), none of them an option of the mode:
         keep: ``(N,)`` bool, the samples trained on (default all).
         targets: ``(N,)`` labels trained with (default the annotation).
         suspicion, suggested: ``(N,)`` per-sample suspicion scores and suggested labels
             known before training (default: from the records, as every mode).
     """
 
-    defaults = {"keep": None, "targets": None, "suspicion": None, "suggested": None}
+    def __init__(self, labels, *, num_classes: int, keep=None, targets=None, suspicion=None,
+                 suggested=None, **kwargs):  # fmt: skip
+        self._selection = dict(keep=keep, targets=targets, suspicion=suspicion, suggested=suggested)
+        super().__init__(labels, num_classes=num_classes, **kwargs)
 
     @property
     def weight_branch(self) -> bool:
         return False
 
     def setup(self) -> None:
-        n, o = self.num_samples, self.options
+        n, o = self.num_samples, self._selection
         keep = torch.ones(n, dtype=torch.bool) if o["keep"] is None else _mask(o["keep"], n)
         targets = self.labels if o["targets"] is None else as_label_tensor(o["targets"], self.num_classes)
         if targets.shape != (n,):
@@ -69,7 +73,6 @@ class OraclePurifier(FixedPurifier):
     """The upper bound (``mode: oracle``): trains on the usable clips with their true labels,
     from the ground truth that SynthDFER writes (no other dataset has one)."""
 
-    defaults = FixedPurifier.defaults  # filled by select()
     selects_before_training = True
 
     @classmethod

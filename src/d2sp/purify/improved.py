@@ -23,6 +23,8 @@ Shapes: ``N`` samples, ``K`` classes, ``W`` records kept per sample, newest firs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -182,24 +184,24 @@ class ImprovedPurifier(WithTeacher, Purifier):
         cgp, fgc: see the module docstring.
     """
 
-    defaults = {
-        "lam": 0.5,
-        "tau": 0.2,
-        "t": 2,
-        "agree": 3,
-        "warmup_epochs": 5,
-        "class_relative": True,
-        "rank_reg": False,
-        "rank_margin": 0.15,
-        "rank_ratio": 0.7,
-        "teacher": True,
-        "teacher_epochs": 2.0,
-        "rescore_every": 3,
-        "rejoin": 1.0,
-        "expire_after": 0,
-        "cgp": True,
-        "fgc": True,
-    }
+    @dataclass(frozen=True)
+    class Options:
+        lam: float = 0.5
+        tau: float = 0.2
+        t: int = 2
+        agree: int = 3
+        warmup_epochs: int = 5
+        class_relative: bool = True
+        rank_reg: bool = False
+        rank_margin: float = 0.15
+        rank_ratio: float = 0.7
+        teacher: bool = True
+        teacher_epochs: float = 2.0
+        rescore_every: int = 3
+        rejoin: float | None = 1.0
+        expire_after: int = 0
+        cgp: bool = True
+        fgc: bool = True
     rescore_view = "eval"
 
     @classmethod

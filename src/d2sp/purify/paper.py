@@ -13,6 +13,9 @@ With both stages off the model is the plain backbone + linear head + CE (no weig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from d2sp.purify.base import Decision, Purifier, expect
@@ -38,16 +41,16 @@ class PaperPurifier(Purifier):
         revisit_pruned: re-score the pruned samples every epoch (they can come back).
     """
 
-    defaults = {
-        "lam": 0.6,
-        "tau": 0.4,
-        "t": 2,
-        "warmup_epochs": 5,
-        "cgp": True,
-        "fgc": True,
-        "score": "max",
-        "revisit_pruned": True,
-    }
+    @dataclass(frozen=True)
+    class Options:
+        lam: float = 0.6
+        tau: float = 0.4
+        t: int = 2
+        warmup_epochs: int = 5
+        cgp: bool = True
+        fgc: bool = True
+        score: Literal["max", "label"] = "max"
+        revisit_pruned: bool = True
 
     @classmethod
     def check(cls, o) -> list[str]:

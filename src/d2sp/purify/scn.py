@@ -9,6 +9,8 @@ current label is the one compared with, as in the original method.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -68,14 +70,14 @@ class ScnPurifier(Purifier):
         fgc: relabelling on (``False`` keeps the weights and the regulariser only).
     """
 
-    defaults = {
-        "warmup_epochs": 10,
-        "rank_margin": 0.15,
-        "rank_ratio": 0.7,
-        "relabel_margin": 0.2,
-        "rank_weight": 1.0,
-        "fgc": True,
-    }
+    @dataclass(frozen=True)
+    class Options:
+        warmup_epochs: int = 10
+        rank_margin: float = 0.15
+        rank_ratio: float = 0.7
+        relabel_margin: float = 0.2
+        rank_weight: float = 1.0
+        fgc: bool = True
 
     @classmethod
     def check(cls, o) -> list[str]:

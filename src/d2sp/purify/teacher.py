@@ -91,8 +91,8 @@ class WithTeacher:
 
     teacher: EmaTeacher | None = None
 
-    def bind(self, model: nn.Module) -> None:
-        super().bind(model)
+    def bind(self, model: nn.Module, **kwargs) -> None:
+        super().bind(model, **kwargs)
         if self.options["teacher"]:
             self.teacher = EmaTeacher(model, time_constant_epochs=self.options["teacher_epochs"])
 

@@ -198,7 +198,7 @@ def build_run(
     )  # fmt: skip
     model = build_model(cfg, purifier, train_split.num_classes, device)
     optimizer, scheduler = build_optimizer(cfg, model, len(train_ds))  # (freezes before DDP)
-    purifier.bind(model)  # (a teacher copies the bare model)
+    purifier.bind(model, optimizer=optimizer)  # (a teacher copies the bare model)
     net = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

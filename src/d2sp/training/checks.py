@@ -16,13 +16,8 @@ class PurificationGuardError(RuntimeError):
 
 
 def purifier_options(cfg: RunConfig) -> dict:
-    """The purifier options a config sets: ``purify.options`` plus the named keys that are
-    not left empty (a mode's own defaults fill the rest)."""
-    p = cfg.purify
-    return {**p.options, **{k: getattr(p, k) for k in _NAMED if getattr(p, k) is not None}}
-
-
-_NAMED = ("lam", "tau", "t", "warmup_epochs", "score", "cgp", "fgc", "revisit_pruned")
+    """The purifier options a config sets (a mode's own defaults fill the rest)."""
+    return dict(cfg.purify.options)
 
 
 def _purify_problems(cfg: RunConfig) -> list[str]:
@@ -35,10 +30,7 @@ def _purify_problems(cfg: RunConfig) -> list[str]:
     try:
         options = cls.resolve(purifier_options(cfg))
     except OptionError as e:  # each problem named by its config key
-        named = set(_NAMED) - set(cfg.purify.options)
-        return [
-            f"purify.{'' if p.split(':')[0] in named else 'options.'}{p}" for p in e.problems
-        ]
+        return [f"purify.{p}" for p in e.problems]
     return cls.schedule_problems(options, epochs=cfg.optim.epochs, dataset=cfg.data.dataset)
 
 

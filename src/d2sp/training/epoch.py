@@ -74,11 +74,11 @@ def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> Ep
                 on_step()
                 continue
             clips, idx = stand_in(run)
-        with run.autocast():
-            logits, w = run.net(to_inputs(clips, model, device))  # (B, K), (B,) or None
-        loss = purifier.loss(
-            logits, w, idx, label_smoothing=run.cfg.optim.label_smoothing, record=mine > 0
-        )  # (a stand-in for an empty share is not recorded)
+        with run.autocast():  # the purifier runs the model (mixed inputs, a second network, ...)
+            loss = purifier.batch_loss(
+                run.net, to_inputs(clips, model, device), idx,
+                label_smoothing=run.cfg.optim.label_smoothing, record=mine > 0,
+            )  # (a stand-in for an empty share is not recorded)  # fmt: skip
         bad = ~torch.isfinite(loss.detach()) & (first_bad < 0)
         first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
         run.optimizer.zero_grad(set_to_none=True)
@@ -87,9 +87,10 @@ def train_epoch(run: Run, epoch: int, loader, on_step: Callable[[], None]) -> Ep
         run.scheduler.step()
         purifier.after_step()
         if mine:
-            labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
             loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == labels).sum()
+            if purifier.batch_logits is not None:  # (a mixed batch has no accuracy)
+                labels = purifier.labels_for(idx).to(device, non_blocking=True)  # (B,)
+                correct += (purifier.batch_logits.argmax(1) == labels).sum()
             seen += len(idx)
         on_step()
     first_bad, loss_sum, correct, seen = reduce_epoch_stats(first_bad, loss_sum, correct, seen, device)
