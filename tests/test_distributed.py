@@ -26,8 +26,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from d2sp.distributed import DistInfo, ShardedBatchSampler, check_batch_size, launch_info
 from d2sp.purify import CORRECTED, PRUNED, Ledger
+from d2sp.training.distributed import DistInfo, ShardedBatchSampler, check_batch_size, launch_info
 from d2sp.training.loaders import make_loader
 
 ENTRY = Path(__file__).with_name("float64_cli.py")

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from d2sp.cli import app
 from d2sp.evaluation import evaluate_run
-from d2sp.training import train
+from d2sp.training.fit import train
 from tests.conftest import tiny_config
 
 

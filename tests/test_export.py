@@ -184,7 +184,7 @@ def test_dfew_export_writes_one_based_labels(tmp_path):
 
 
 def test_exported_list_trains(tmp_path):
-    from d2sp.training import train
+    from d2sp.training.fit import train
 
     run = make_run(tmp_path)
     files = export_run(run)

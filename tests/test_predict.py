@@ -13,7 +13,7 @@ from d2sp.data.annotations import Sample
 from d2sp.data.frames import DataError
 from d2sp.evaluation import evaluate_run
 from d2sp.facecrop import FaceCropSource, enlarge_box
-from d2sp.training import train
+from d2sp.training.fit import train
 from tests.conftest import tiny_config
 from tests.test_datasets import write_video
 

@@ -12,7 +12,7 @@ from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
 from d2sp.purify import Ledger, list_modes
-from d2sp.training import train
+from d2sp.training.fit import train
 from tests.conftest import TINY, TINY_DATA, tiny_config
 
 
@@ -88,7 +88,7 @@ def test_senseless_config_refused_before_anything_starts(tmp_path, override, mes
 
 def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path, synth_root, monkeypatch):
     import d2sp.purify.base as base
-    from d2sp.training import NonFiniteLossError
+    from d2sp.training.checks import NonFiniteLossError
 
     calls = {"n": 0}
     real = base.weighted_cross_entropy

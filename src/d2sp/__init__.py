@@ -9,8 +9,7 @@ Correction), recomputed every epoch. The plug-and-play pieces are importable fro
 and a training loop drives one purifier object with six calls (see :mod:`d2sp.purify.base`).
 """
 
-from d2sp.heads import ClassifierHead, WeightBranch
-from d2sp.losses import weighted_cross_entropy
+from d2sp.models.heads import ClassifierHead, WeightBranch
 from d2sp.purify import (
     Ledger,
     Purifier,
@@ -20,6 +19,7 @@ from d2sp.purify import (
     list_modes,
     register_purifier,
 )
+from d2sp.purify.losses import weighted_cross_entropy
 
 __version__ = "0.1.0"
 

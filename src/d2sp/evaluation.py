@@ -76,8 +76,8 @@ def load_run_model(
         d2sp.runs.RunFolderError: no such folder or checkpoint, or an unreadable one.
         ValueError: ``checkpoint`` not ``best`` or ``last``.
     """
-    from d2sp.distributed import SINGLE, process_device
     from d2sp.runs import RunFolderError
+    from d2sp.training.distributed import SINGLE, process_device
 
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINTS:
@@ -253,7 +253,7 @@ def _predict_split(loaded: LoadedModel, data_split, *, batch_size, progress, con
     """``(M, K)`` float32 probabilities of the clips of ``data_split``, in its order, sampled
     and batched as the run evaluated."""
     from d2sp.data.dataset import ClipDataset
-    from d2sp.training.evaluate import predict_loader
+    from d2sp.training.inference import predict_loader
     from d2sp.training.loaders import make_loader
 
     cfg = loaded.cfg
@@ -276,7 +276,7 @@ def _predict_split(loaded: LoadedModel, data_split, *, batch_size, progress, con
 
 def _scores(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> dict:
     """WAR, UAR, per-class recall and support, confusion matrix of ``probs (M, K)``."""
-    from d2sp.metrics import confusion_matrix, war_uar
+    from d2sp.training.metrics import confusion_matrix, war_uar
 
     k = len(class_names)
     cm = confusion_matrix(torch.from_numpy(probs).argmax(1), torch.from_numpy(labels), k)  # (K, K)

@@ -11,7 +11,7 @@ run is reported in every table that asked for it.
 
 Layout of ``out_dir``::
 
-    runs/<slug>/       one run folder per distinct run (see :func:`d2sp.training.train`)
+    runs/<slug>/       one run folder per distinct run (see :func:`d2sp.train`)
     results.csv        one line per (cell, seed): table, row, seed, run folder, figures
     summary.csv        per (table, row): mean and std over seeds of every figure
     table.md           one Markdown table per table name
@@ -204,7 +204,7 @@ def _sweep_rows(
     base_cfg: RunConfig, base: dict, table: str, values: Sequence, *, seed: int, skipped: list[str]
 ) -> list[tuple[str, str, tuple[str, ...]]]:
     """Rows of one threshold sweep; values left out are explained in ``skipped``."""
-    from d2sp.training import validate_config
+    from d2sp.training.checks import validate_config
 
     kind = int if table == "t" else float
     rows, seen = [], set()
@@ -247,7 +247,7 @@ def plan_ablation(
     the returned plan's ``skipped``; a base config the trainer refuses raises ValueError.
     """
     from d2sp.purify import purifier_class
-    from d2sp.training import validate_config
+    from d2sp.training.checks import validate_config
 
     seeds = _check_seeds(seeds)
     unknown = [t for t in tables if t not in ABLATION_TABLES]
@@ -318,8 +318,8 @@ Runner = Callable[..., Any]
 
 
 def train_runner(cfg: RunConfig, *, run_dir: Path, resume: bool, progress: bool, console=None):
-    """The default runner: :func:`d2sp.training.train` into ``run_dir``."""
-    from d2sp.training import train
+    """The default runner: :func:`d2sp.train` into ``run_dir``."""
+    from d2sp.training.fit import train
 
     return train(cfg, run_dir=run_dir, resume=resume, progress=progress, console=console)
 
@@ -406,7 +406,7 @@ def read_run(run_dir: str | Path, cfg: RunConfig, gt: dict | None = None) -> dic
 
 def _quality(ledger, gt: dict) -> dict[str, float]:
     """Final-epoch precision/recall of pruning and relabelling against the ground truth."""
-    from d2sp.metrics import purification_scores
+    from d2sp.training.metrics import purification_scores
 
     scores = dict.fromkeys(QUALITY_COLUMNS, math.nan)
     if ledger is None or not ledger.num_epochs or len(ledger.labels) != len(gt["true_label"]):

@@ -87,7 +87,7 @@ def run_folds(
         ExperimentError: a fold folder that holds a run of another config.
     """
     from d2sp.experiments import Cell, Plan, cell_config, run_cells
-    from d2sp.training import validate_config
+    from d2sp.training.checks import validate_config
     from d2sp.training.folder import remove_run_files
 
     problem = folds_problem(cfg.data, folds)

@@ -11,7 +11,7 @@ the corrected clips (largest Δp first) and, for SynthDFER, the precision and re
 purification against the generator's ground truth. Every image is an inline PNG, so the page
 opens offline and can be mailed as one file.
 
-A run folder is what :func:`d2sp.training.train` writes: ``config.yaml``, ``metrics.jsonl``,
+A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl``,
 ``ledger.npz`` (needed here) and ``summary.json``, ``class_counts.json`` (used when present).
 """
 
@@ -735,7 +735,7 @@ def _ground_truth(run: RunFolder, split, notes: list[str]) -> dict | None:
 def _section_truth(run: RunFolder, gt: dict | None):
     if gt is None:
         return "truth", "", ""
-    from d2sp.metrics import purification_scores
+    from d2sp.training.metrics import purification_scores
 
     ledger = run.ledger
     state = ledger.column("state")

@@ -1,7 +1,7 @@
 """Reading a run folder, once, for every command that looks at finished runs (report,
 export, experiments).
 
-A run folder is what :func:`d2sp.training.train` writes: ``config.yaml``, ``metrics.jsonl``,
+A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl``,
 ``ledger.npz``, ``summary.json``, ``class_counts.json`` and the checkpoints.
 """
 

@@ -45,7 +45,7 @@ def train(
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
     """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
-    from d2sp.training import train as run_training
+    from d2sp.training.fit import train as run_training
 
     flags = {
         "data.dataset": dataset,
