@@ -41,7 +41,8 @@ html="$(cd "$run_dir" && pwd)/report.html"
 "$python" - "$run_dir" "$html" <<'PY'
 import sys
 
-from d2sp.report import RunFolderError, write_report
+from d2sp.runs.folder import RunFolderError
+from d2sp.runs.report import write_report
 
 try:
     write_report(sys.argv[1], sys.argv[2])

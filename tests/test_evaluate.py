@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from d2sp.cli import app
-from d2sp.evaluation import evaluate_run
+from d2sp.runs.evaluation import evaluate_run
 from d2sp.training.fit import train
 from tests.conftest import tiny_config
 

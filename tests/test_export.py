@@ -18,11 +18,11 @@ from d2sp.commands.export import export
 from d2sp.config import config_from_dict
 from d2sp.data.annotations import read_list_file
 from d2sp.data.registry import create_dataset
-from d2sp.export import LEDGER_COLUMNS, export_run
-from d2sp.issues import ISSUE_COLUMNS
 from d2sp.purify import create_purifier
 from d2sp.purify.ledger import PRUNED, Ledger
-from d2sp.report import RunFolderError
+from d2sp.runs.export import LEDGER_COLUMNS, export_run
+from d2sp.runs.folder import RunFolderError
+from d2sp.runs.issues import ISSUE_COLUMNS
 from tests.test_report import make_ledger, make_run, write_clip
 
 KEPT_INDICES = [0, 2, 3, 5]  # 1 and 4 are pruned at the final epoch

@@ -17,14 +17,8 @@ from typer.testing import CliRunner
 from d2sp.commands.report import report
 from d2sp.config import config_to_dict, load_config
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
-from d2sp.report import (
-    RunFolderError,
-    curve_series,
-    read_run,
-    render_report,
-    select_gallery,
-    write_report,
-)
+from d2sp.runs.folder import RunFolderError, read_run
+from d2sp.runs.report import curve_series, render_report, select_gallery, write_report
 
 NAMES = ("calm", "glad", "cross")
 U, K, P, C = UNDECIDED, KEPT, PRUNED, CORRECTED

@@ -386,7 +386,7 @@ def read_run(run_dir: str | Path, cfg: RunConfig, gt: dict | None = None) -> dic
     call, as in ``summary.json``) and, given the ground truth ``gt``, the precision/recall
     of what was pruned and relabelled at the end.
     """
-    from d2sp.runs import read_run as read_run_folder
+    from d2sp.runs.folder import read_run as read_run_folder
 
     run = read_run_folder(run_dir, require=("config.yaml", "metrics.jsonl", "summary.json"))
     summary, last = run.summary, (run.metrics[-1] if run.metrics else {})

@@ -113,7 +113,7 @@ def run_folds(
 
 def _fold_row(fold: int, result: dict) -> dict:
     """One fold's figures, read back from its ``summary.json`` (NaN when it failed)."""
-    from d2sp.runs import RunFolderError, read_run
+    from d2sp.runs.folder import RunFolderError, read_run
 
     row = {"fold": fold, "run_dir": result["run_dir"], "status": result["status"]}
     row.update({"error": result["error"], **dict.fromkeys(COLUMNS, math.nan)})

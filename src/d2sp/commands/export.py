@@ -32,8 +32,8 @@ def export(
 ) -> None:
     """Export the cleaned annotation (pruned rows out, labels corrected), ledger.csv and the
     ranked issues list (issues.csv)."""
-    from d2sp.export import export_run
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.export import export_run
+    from d2sp.runs.folder import RunFolderError
 
     try:
         files = export_run(run_dir, out, flag_pruned=flag_pruned, issues=issues)

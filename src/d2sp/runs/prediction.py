@@ -12,7 +12,7 @@ without frames) gets a row with its error; the others are still predicted.
 
 Models trained on DFER datasets (DFEW, FERV39k, MAFW, SynthDFER) saw face crops: frames of a
 raw video should be cropped to the face first, or with ``face_crop=True`` (OpenCV's Haar
-cascade, ``pip install 'd2sp[face]'``; see :mod:`d2sp.facecrop`).
+cascade, ``pip install 'd2sp[face]'``; see :mod:`d2sp.runs.facecrop`).
 """
 
 from __future__ import annotations
@@ -149,10 +149,10 @@ def predict_paths(
         RunFolderError: no run or checkpoint. FaceCropUnavailableError: ``face_crop``
         without OpenCV (the message names the extra to install).
     """
-    from d2sp.evaluation import load_run_model
+    from d2sp.runs.evaluation import load_run_model
 
     if face_crop:
-        from d2sp.facecrop import require_cv2
+        from d2sp.runs.facecrop import require_cv2
 
         require_cv2()
     loaded = load_run_model(run_dir, checkpoint=checkpoint)
@@ -179,13 +179,13 @@ def _predict_clips(loaded, paths: list[str], *, batch_size, face_crop, progress,
     from d2sp.data.annotations import Sample
     from d2sp.data.dataset import ClipDataset
     from d2sp.data.video import AutoSource
-    from d2sp.evaluation import progress_bar
+    from d2sp.runs.evaluation import progress_bar
     from d2sp.training.loaders import make_loader, to_inputs
 
     cfg, model = loaded.cfg, loaded.model
     source = AutoSource()
     if face_crop:
-        from d2sp.facecrop import FaceCropSource
+        from d2sp.runs.facecrop import FaceCropSource
 
         source = FaceCropSource(source)
     samples = [Sample(path=p, label=0) for p in paths]

@@ -1,6 +1,6 @@
 """The run report: one self-contained HTML page about a run folder.
 
->>> from d2sp.report import write_report
+>>> from d2sp.runs.report import write_report
 >>> write_report("runs/demo/d2sp")  # -> runs/demo/d2sp/report.html
 
 The page holds the run's config, its training curves (loss, train accuracy, test WAR/UAR),
@@ -29,7 +29,15 @@ import yaml
 
 from d2sp.config import RunConfig
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
-from d2sp.runs import RunFolder, RunFolderError, purify_options, read_run
+from d2sp.runs.folder import (
+    RunFolder,
+    RunFolderError,
+    last_recorded,
+    met_in_training,
+    purify_options,
+    read_run,
+    read_skipped,
+)
 
 GALLERY_LIMIT = 24
 STRIP_FRAMES = 6
@@ -393,20 +401,11 @@ def _section_curves(run: RunFolder):
 SKIPPED_SHOWN = 500
 
 
-def read_skipped(run_dir: Path) -> list[str]:
-    """The lines of a run's ``skipped.txt`` (``"file:row: reason"``; ``… (met at epoch E)``
-    for a clip found unreadable during training); empty when there is none."""
-    path = Path(run_dir) / "skipped.txt"
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _section_skipped(run: RunFolder):
     lines = read_skipped(run.path)
     if not lines:
         return "skipped", "", ""
-    met = [line for line in lines if line.endswith(")") and "(met at epoch " in line]
+    met = [line for line in lines if met_in_training(line)]
     head = (
         f"<p>{len(lines)} row(s) skipped as bad input (<code>data.skip_bad</code>): "
         f"{len(lines) - len(met)} when the data was read, {len(met)} met unreadable during "
@@ -904,17 +903,6 @@ def _short_source(sample) -> str:
 
 def _name(names, k: int) -> str:
     return names[k] if 0 <= k < len(names) else str(k)
-
-
-def last_recorded(values: np.ndarray) -> np.ndarray:
-    """``(E, N)`` -> ``(N,)``: each sample's last finite value over the epochs (NaN if none)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        return np.full(values.shape[-1] if values.ndim else 0, np.nan)
-    finite = np.isfinite(values)
-    last = values.shape[0] - 1 - finite[::-1].argmax(axis=0)
-    out = values[last, np.arange(values.shape[1])]
-    return np.where(finite.any(axis=0), out, np.nan)
 
 
 def _since(states: np.ndarray, target: int) -> int:

@@ -73,10 +73,10 @@ def load_run_model(
     for CUDA and there is none).
 
     Raises:
-        d2sp.runs.RunFolderError: no such folder or checkpoint, or an unreadable one.
+        d2sp.runs.folder.RunFolderError: no such folder or checkpoint, or an unreadable one.
         ValueError: ``checkpoint`` not ``best`` or ``last``.
     """
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.folder import RunFolderError
     from d2sp.training.distributed import SINGLE, process_device
 
     run_dir = Path(run_dir)

@@ -1,6 +1,6 @@
 """The cleaned annotation of a run: its training annotation minus pruned rows, labels corrected.
 
->>> from d2sp.export import export_run
+>>> from d2sp.runs.export import export_run
 >>> export_run("runs/demo/d2sp")  # -> {"annotation": .../export/train_list.txt, ...}
 
 What is written (default folder ``RUN_DIR/export``; the dataset folder and the original
@@ -35,7 +35,7 @@ annotation are never written):
   them, e.g. DFEW's 1-based ids), and ``ledger.parquet`` with the same table when
   ``pyarrow`` is importable.
 - ``issues.csv``: the samples ranked by suspicion, most suspicious first, with a suggested
-  label (:mod:`d2sp.issues`; ``issues=N`` keeps the first N).
+  label (:mod:`d2sp.runs.issues`; ``issues=N`` keeps the first N).
 - ``skipped.txt``: the rows the run skipped as bad input (when there are any).
 - ``export.json``: counts (``skipped`` and ``skipped_during_training`` among them), the files
   written, ``notes`` (e.g. a conversion), ``warnings`` (an export with no usable row, rows
@@ -54,7 +54,8 @@ import numpy as np
 
 from d2sp.data.frames import DataError, list_frames
 from d2sp.data.video import VideoSource, is_video
-from d2sp.export_official import (
+from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
+from d2sp.runs.export_formats import (
     ferv39k_header,
     ferv39k_token,
     flag_comment,
@@ -66,10 +67,15 @@ from d2sp.export_official import (
     row_fate,
     skip_comment,
 )
-from d2sp.issues import issues_table, write_issues_csv
-from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
-from d2sp.report import last_recorded, read_skipped
-from d2sp.runs import RunFolder, RunFolderError, read_run
+from d2sp.runs.folder import (
+    RunFolder,
+    RunFolderError,
+    last_recorded,
+    met_in_training,
+    read_run,
+    read_skipped,
+)
+from d2sp.runs.issues import issues_table, write_issues_csv
 
 LEDGER_COLUMNS = (
     "index",  # position in the training annotation (the dataset index of the run)
@@ -181,7 +187,7 @@ def skipped_during_training(samples, lines: list[str]) -> np.ndarray:
     index = {s.source: i for i, s in enumerate(samples) if s.source}
     out = np.zeros(len(samples), dtype=bool)
     for line in lines:
-        if not (line.endswith(")") and "(met at epoch " in line):
+        if not met_in_training(line):
             continue
         at = line.find(": ")
         while at != -1:
@@ -214,7 +220,7 @@ def _write_tables(ledger, samples, names, spell, out: Path, decisions, issues) -
 def _summary(run, split, kind, decisions, flag_pruned, counts, written, skipped_lines) -> dict:
     state_pruned = decisions["pruned"]
     corrected = run.ledger.column("state")[-1] == CORRECTED
-    met = [line for line in skipped_lines if line.endswith(")") and "(met at epoch " in line]
+    met = [line for line in skipped_lines if met_in_training(line)]
     return {
         "run": str(run.path.resolve()),
         "dataset": run.config.data.dataset,
