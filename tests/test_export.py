@@ -20,9 +20,10 @@ from d2sp.data.annotations import read_list_file
 from d2sp.data.registry import create_dataset
 from d2sp.purify import create_purifier
 from d2sp.purify.ledger import PRUNED, Ledger
-from d2sp.runs.export import LEDGER_COLUMNS, export_run
+from d2sp.runs.export import export_run
 from d2sp.runs.folder import RunFolderError
 from d2sp.runs.issues import ISSUE_COLUMNS
+from d2sp.runs.ledger_table import LEDGER_COLUMNS
 from tests.test_report import make_ledger, make_run, write_clip
 
 KEPT_INDICES = [0, 2, 3, 5]  # 1 and 4 are pruned at the final epoch

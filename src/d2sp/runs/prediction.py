@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from d2sp.data.frames import IMAGE_SUFFIXES
 from d2sp.data.video import VIDEO_SUFFIXES, is_video
+from d2sp.runs.model import load_run_model, progress_bar
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 FACE_CROP_NOTE = (
@@ -149,8 +150,6 @@ def predict_paths(
         RunFolderError: no run or checkpoint. FaceCropUnavailableError: ``face_crop``
         without OpenCV (the message names the extra to install).
     """
-    from d2sp.runs.evaluation import load_run_model
-
     if face_crop:
         from d2sp.runs.facecrop import require_cv2
 
@@ -175,12 +174,9 @@ def predict_paths(
 
 def _predict_clips(loaded, paths: list[str], *, batch_size, face_crop, progress, console):
     """``(probs, errors)``: per path a ``(K,)`` softmax (None on error) and an error text."""
-    from d2sp.config import resolve_workers
     from d2sp.data.annotations import Sample
-    from d2sp.data.dataset import ClipDataset
     from d2sp.data.video import AutoSource
-    from d2sp.runs.evaluation import progress_bar
-    from d2sp.training.loaders import make_loader, to_inputs
+    from d2sp.training.loaders import to_inputs
 
     cfg, model = loaded.cfg, loaded.model
     source = AutoSource()
@@ -188,16 +184,9 @@ def _predict_clips(loaded, paths: list[str], *, batch_size, face_crop, progress,
         from d2sp.runs.facecrop import FaceCropSource
 
         source = FaceCropSource(source)
-    samples = [Sample(path=p, label=0) for p in paths]
-    clips = ClipDataset(
-        samples, train=False, num_frames=cfg.data.num_frames, size=cfg.data.size, seed=cfg.seed,
-        output="uint8", source=source,
-    )  # fmt: skip
+    clips = loaded.clips([Sample(path=p, label=0) for p in paths], source)
     shape = (cfg.data.num_frames, 3, cfg.data.size, cfg.data.size)
-    loader = make_loader(
-        _SafeClips(clips, shape), None, batch_size=batch_size or cfg.optim.batch_size,
-        shuffle=False, seed=cfg.seed, workers=resolve_workers(cfg.data.workers),
-    )  # fmt: skip
+    loader = loaded.loader(_SafeClips(clips, shape), batch_size)
     probs: list = [None] * len(paths)
     errors = [""] * len(paths)
     with progress_bar(console, progress, "predicting") as bar, torch.no_grad():
