@@ -11,17 +11,10 @@ from typer.testing import CliRunner
 
 from d2sp.cli import app
 from d2sp.config import load_config, save_config
-from d2sp.experiments import (
-    Cell,
-    ExperimentError,
-    canonical_overrides,
-    plan_ablation,
-    plan_comparison,
-    run_cells,
-    run_slug,
-    summarize,
-    write_results,
-)
+from d2sp.experiments.cells import Cell, canonical_overrides, run_slug
+from d2sp.experiments.plan import plan_ablation, plan_comparison
+from d2sp.experiments.runner import ExperimentError, run_cells
+from d2sp.experiments.tables import summarize, write_results
 from tests.conftest import TINY
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from d2sp.cli import app
-from d2sp.folds import parse_folds
+from d2sp.experiments.folds import parse_folds
 from tests.test_datasets import write_clip
 from tests.test_train_datasets import TINY
 

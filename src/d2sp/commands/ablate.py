@@ -26,7 +26,7 @@ def ablate(
 ) -> None:
     """Ablate CGP/FGC and sweep λ, τ, t (paper mode); resumable, one folder per run."""
     from d2sp.config import ConfigError
-    from d2sp.experiments import plan_ablation
+    from d2sp.experiments.plan import plan_ablation
 
     try:
         cfg = resolve_config(config, overrides, {})

@@ -16,7 +16,8 @@ from d2sp.commands.common import console, fail, parse_list, resolve_config
 def run_grid(cfg, plan, *, out: str, jobs: int, progress: bool, title: str) -> None:
     """Run a planned grid, print and write its tables; exit 1 if a run failed, 2 on errors."""
     from d2sp.config import ConfigError
-    from d2sp.experiments import ExperimentError, run_cells, summarize, write_results
+    from d2sp.experiments.runner import ExperimentError, run_cells
+    from d2sp.experiments.tables import summarize, write_results
 
     if jobs < 1:
         fail(f"--jobs: expected an integer >= 1, got {jobs}")
@@ -55,7 +56,7 @@ def compare(
     Resumable: one folder per run under OUT/runs; finished runs are read back, not retrained.
     """
     from d2sp.config import ConfigError
-    from d2sp.experiments import plan_comparison
+    from d2sp.experiments.plan import plan_comparison
 
     try:
         cfg = resolve_config(config, overrides, {})
