@@ -45,7 +45,7 @@ from d2sp.runs.folder import RunFolderError
 from d2sp.runs.report import write_report
 
 try:
-    write_report(sys.argv[1], sys.argv[2])
+    write_report(sys.argv[1], out=sys.argv[2])
 except RunFolderError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from d2sp import train
 from d2sp.models.heads import WeightBranch
 from d2sp.purify import Ledger
 from d2sp.purify.confident import cleanlab_label_issues, stratified_folds
@@ -13,7 +14,6 @@ from d2sp.purify.fixed import FixedPurifier
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED
 from d2sp.purify.scn import ScnPurifier, scn_relabel
 from d2sp.training.checks import validate_config
-from d2sp.training.fit import train
 from tests.conftest import tiny_config
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
 from d2sp.data.annotations import Sample
 from d2sp.data.frames import DataError
 from d2sp.runs.evaluation import evaluate_run
 from d2sp.runs.facecrop import FaceCropSource, enlarge_box
-from d2sp.training.fit import train
 from tests.conftest import tiny_config
 from tests.test_datasets import write_video
 

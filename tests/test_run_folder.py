@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
-from d2sp.training.fit import train
 from d2sp.training.folder import RunExistsError
 from tests.conftest import TINY_DATA, tiny_config
 

@@ -8,11 +8,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
 from d2sp.purify import Ledger, list_modes
-from d2sp.training.fit import train
 from tests.conftest import TINY, TINY_DATA, tiny_config
 
 

@@ -32,7 +32,7 @@ def test_explicit_integers_stay_and_nonsense_is_refused():
 
 
 def test_a_run_with_auto_workers_trains(tmp_path, synth_root, monkeypatch):
-    from d2sp.training.fit import train
+    from d2sp import train
     from tests.conftest import tiny_config
 
     monkeypatch.setattr(os, "cpu_count", lambda: 1)  # auto -> 0 worker processes here

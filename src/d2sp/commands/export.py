@@ -36,7 +36,7 @@ def export(
     from d2sp.runs.folder import RunFolderError
 
     try:
-        files = export_run(run_dir, out, flag_pruned=flag_pruned, issues=issues)
+        files = export_run(run_dir, out_dir=out, flag_pruned=flag_pruned, issues=issues)
     except (RunFolderError, ValueError, OSError) as e:
         fail(str(e))
     summary = json.loads(files["summary"].read_text(encoding="utf-8"))

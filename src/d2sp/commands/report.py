@@ -24,7 +24,7 @@ def report(
     from d2sp.runs.report import write_report
 
     try:
-        path = write_report(run_dir, out)
+        path = write_report(run_dir, out=out)
     except (RunFolderError, OSError) as e:
         fail(str(e))
     console.print(f"report: {path}", soft_wrap=True)

@@ -84,8 +84,8 @@ FLAG_COLUMN = "pruned"
 
 def export_run(
     run_dir: str | Path,
-    out_dir: str | Path | None = None,
     *,
+    out_dir: str | Path | None = None,
     flag_pruned: bool = False,
     issues: int | None = None,
 ) -> dict[str, Path]:

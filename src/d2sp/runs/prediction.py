@@ -1,6 +1,6 @@
 """The expression of your own clips: a trained run's model on video files and frame folders.
 
-    rows = predict_paths("runs/dfew", ["a.mp4", "clips/b/", "more.csv"])
+    rows, class_names = predict_clips("runs/dfew", ["a.mp4", "clips/b/", "more.csv"])
     write_predictions(rows, class_names, "predictions.csv")
 
 Inputs are video files (``.mp4 .avi .mov .mkv .webm .m4v``), folders of frame images, or a
@@ -129,7 +129,7 @@ class _SafeClips(Dataset):
             return torch.zeros(self.shape, dtype=torch.uint8), i, text
 
 
-def predict_paths(
+def predict_clips(
     run_dir: str | Path,
     paths,
     *,
@@ -159,7 +159,7 @@ def predict_paths(
     rows = [{"path": c.path, "error": c.error, "probs": None} for c in inputs]
     todo = [i for i, c in enumerate(inputs) if not c.error]
     if todo:
-        probs, errors = _predict_clips(
+        probs, errors = _predict_batches(
             loaded, [inputs[i].path for i in todo], batch_size=batch_size, face_crop=face_crop,
             progress=progress, console=console,
         )  # fmt: skip
@@ -172,7 +172,7 @@ def predict_paths(
     return rows, loaded.class_names
 
 
-def _predict_clips(loaded, paths: list[str], *, batch_size, face_crop, progress, console):
+def _predict_batches(loaded, paths: list[str], *, batch_size, face_crop, progress, console):
     """``(probs, errors)``: per path a ``(K,)`` softmax (None on error) and an error text."""
     from d2sp.data.annotations import Sample
     from d2sp.data.video import AutoSource
@@ -216,7 +216,7 @@ def _short_error(text: str, path: str) -> str:
 def write_predictions(
     rows: list[dict], class_names, out: str | Path, *, overwrite: bool = False
 ) -> Path:
-    """Write ``rows`` of :func:`predict_paths` as a CSV: ``path, predicted, predicted_index,
+    """Write ``rows`` of :func:`predict_clips` as a CSV: ``path, predicted, predicted_index,
     p_<class>`` for each of the K classes, ``error``.
 
     Raises:

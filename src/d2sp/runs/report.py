@@ -72,7 +72,7 @@ def select_gallery(ledger: Ledger, *, kind: str, limit: int = GALLERY_LIMIT) -> 
 # ------------------------------------------------------------------------------ rendering
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write the HTML report of a run folder; returns its path.
 
     Args:
