@@ -230,6 +230,7 @@ def _issues_in_worker(labels, probs):
     return cleanlab_label_issues(labels, probs)
 
 
+@pytest.mark.slow
 def test_cleanlab_rule_runs_inside_a_spawned_worker():
     # d2sp compare --jobs N trains in spawned processes; cleanlab's own pool failed there
     import concurrent.futures as cf

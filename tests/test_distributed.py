@@ -168,6 +168,7 @@ def two_runs(tmp_path_factory):
     return tmp, out
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_single_process_run(two_runs):
     tmp, out = two_runs
     assert out.count("two: WAR") == 1, out  # only rank 0 prints
@@ -202,6 +203,7 @@ def test_two_processes_train_the_single_process_run(two_runs):
         assert (tmp / "two" / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_two_processes_resume_a_killed_run(two_runs):
     """A copy of the 2-process run that lost its last checkpoint (a kill while saving epoch
     5) resumes from epoch 4 on two processes and ends as the uninterrupted run."""

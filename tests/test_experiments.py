@@ -148,6 +148,7 @@ def test_a_failing_run_is_recorded_and_the_others_complete(tmp_path):
     assert len(calls(out)) == 4 + 2
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(tmp_path):
     cfg = base_config(tmp_path)
     plan = plan_ablation(cfg, tables=["lam"], lams=[0.6, 0.7], seeds=[0])
