@@ -469,60 +469,46 @@ def _write_csv(source, path, rows, samples, decisions, names, flag_pruned, count
         csv.writer(f).writerows(out_rows)
 
 
+# the options naming a list or csv dataset's annotation files: any split, train, test
+_FILE_OPTIONS = {
+    "list": ("list_file", "train_list", "test_list"),
+    "csv": ("csv_file", "train_csv", "test_csv"),
+}
+
+
 def _train_with(run: RunFolder, split, written: list[Path], kind: str) -> dict | None:
     """The ``data`` config section that trains on the export (None where it cannot be said)."""
     if len(written) != 1 or kind not in ("list", "csv", "converted"):
         return None
+    data = run.config.data
+    fmt = "csv" if data.dataset == "csv" else "list"
+    files = _FILE_OPTIONS[fmt]
+    keep = {k: v for k, v in data.options.items() if data.dataset == fmt and k not in files}
+    if fmt == "list":
+        keep.setdefault("class_names", list(split.class_names))
+    exported = str(written[0].resolve())
+    return {
+        "dataset": fmt,
+        "root": str(Path(split.root).resolve()),
+        "options": {**keep, files[1]: exported, files[2]: _test_file(run, split, kind)},
+    }
+
+
+def _test_file(run: RunFolder, split, kind: str) -> str | None:
+    """The run's test annotation file, absolute, where the export's format can name it."""
     from d2sp.data.generic import pick_file
 
     data = run.config.data
-    options = dict(data.options)
-    exported = str(written[0].resolve())
+    fmt = "csv" if data.dataset == "csv" else "list"
     test = None
     try:
         root = Path(split.root)
         if data.dataset == "synthdfer":
             test = root / "test_list.txt"
-        elif data.dataset in ("list", "ferv39k") and kind == "list":
-            test = pick_file(
-                "list",
-                root,
-                "test",
-                data.fold,
-                any_split=options.get("list_file"),
-                train=options.get("train_list"),
-                test=options.get("test_list"),
-                option="list",
-            )
-        elif data.dataset == "csv":
-            test = pick_file(
-                "csv",
-                root,
-                "test",
-                data.fold,
-                any_split=options.get("csv_file"),
-                train=options.get("train_csv"),
-                test=options.get("test_csv"),
-                option="csv",
-            )
+        elif data.dataset == "csv" or (data.dataset in ("list", "ferv39k") and kind == "list"):
+            any_split, train_file, test_file = (data.options.get(k) for k in _FILE_OPTIONS[fmt])
+            test = pick_file(fmt, root, "test", data.fold, any_split=any_split, train=train_file,
+                             test=test_file, option=fmt)  # fmt: skip
     except (ValueError, OSError):
         test = None
-    test_file = str(Path(test).resolve()) if test is not None and Path(test).is_file() else None
-    if data.dataset == "csv":
-        keep = {k: v for k, v in options.items() if k not in ("csv_file", "train_csv", "test_csv")}
-        return {
-            "dataset": "csv",
-            "root": str(Path(split.root).resolve()),
-            "options": {**keep, "train_csv": exported, "test_csv": test_file},
-        }
-    keep = {
-        k: v
-        for k, v in options.items()
-        if data.dataset == "list" and k not in ("list_file", "train_list", "test_list")
-    }
-    keep.setdefault("class_names", list(split.class_names))
-    return {
-        "dataset": "list",
-        "root": str(Path(split.root).resolve()),
-        "options": {**keep, "train_list": exported, "test_list": test_file},
-    }
+    return str(Path(test).resolve()) if test is not None and Path(test).is_file() else None
