@@ -198,8 +198,8 @@ def time_loader(loader, args) -> float:
 
 
 def make_trainer(args, device):
-    from d2sp.losses import weighted_cross_entropy
     from d2sp.models import create_model
+    from d2sp.purify.losses import weighted_cross_entropy
 
     kwargs = {"width": 8, "lstm_hidden": 64} if args.tiny else {}
     model = create_model("r18_lstm", num_classes=7, **kwargs).to(device)

@@ -25,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from d2sp import train  # noqa: E402
 from d2sp.commands.common import resolve_config  # noqa: E402
 from d2sp.config import PurifyConfig  # noqa: E402
 from d2sp.data.splits import load_split  # noqa: E402
-from d2sp.metrics import purification_scores  # noqa: E402
-from d2sp.training import train  # noqa: E402
+from d2sp.training.metrics import purification_scores  # noqa: E402
 
 VARIANTS = {  # name: (cgp, fgc, mode)
     "plain CE": (False, False, "paper"),

@@ -4,7 +4,7 @@ Data: real labelled images available offline, scikit-learn's bundled digits (179
 images, upsampled to 16×16; the default) or, with ``--dataset fashion``, a 4500-image subset
 of Fashion-MNIST from Debian's ``dataset-fashion-mnist`` package (installed with apt-get
 when missing). Two thirds train, one third test (stratified, per seed). The training split
-gets the documented dual noise of :mod:`d2sp.noise` with ground truth: 15% unusable images
+gets the documented dual noise of :mod:`d2sp.data.noise` with ground truth: 15% unusable images
 (blur, darkness, occlusion, pure noise; label kept) and 20% wrong labels (60%
 confirmation-bias runs inside annotation batches of 32, 40% faint images of other classes
 annotated as the sink class 0), plus 5% faint images with their true label. The test split
@@ -52,8 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from d2sp.heads import ClassifierHead
-from d2sp.noise import inject_dual_noise, make_faint
+from d2sp.data.noise import inject_dual_noise, make_faint
+from d2sp.models.heads import ClassifierHead
 from d2sp.purify import create_purifier
 from d2sp.purify.ledger import CORRECTED, PRUNED
 

@@ -6,7 +6,7 @@
   ``dataset-fashion-mnist``, installed with apt-get when missing);
 - ``synth``: SynthDFER clips rendered in memory (:data:`SYNTH`), a narrow R18-LSTM.
 
-Noise settings: ``dual`` (the documented dual noise of :mod:`d2sp.noise` and SynthDFER:
+Noise settings: ``dual`` (the documented dual noise of :mod:`d2sp.data.noise` and SynthDFER:
 15% unusable, 20% wrong labels, 40% of them faint images sent to a sink class, the rest
 confirmation-bias runs), ``heavy`` (20% unusable, 40% wrong), ``clean`` (none); ``gen``,
 another injector the defaults were never tuned on (12% class-pair flips, 10% symmetric
@@ -37,8 +37,8 @@ sys.path.insert(0, str(HERE.parent / "src"))
 # PAPER: the paper-mode row of suite.py (λ=0.6, τ=0.4, t=2, warm-up 5), imported here once src/ is on the path
 from real_noise import PAPER, Net, load_digits_images, load_fashion_images  # noqa: E402, F401
 
+from d2sp.data.noise import inject_dual_noise, make_faint  # noqa: E402
 from d2sp.models import create_model  # noqa: E402
-from d2sp.noise import inject_dual_noise, make_faint  # noqa: E402
 
 NOISES = {
     "dual": dict(unusable_rate=0.15, label_noise_rate=0.20),

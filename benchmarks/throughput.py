@@ -48,8 +48,8 @@ def _bootstrap() -> None:
 
 
 _bootstrap()
-from d2sp.heads import ClassifierHead  # noqa: E402
 from d2sp.models import DFERModel, create_backbone, list_backbones  # noqa: E402
+from d2sp.models.heads import ClassifierHead  # noqa: E402
 from d2sp.purify import create_purifier, purifier_class  # noqa: E402
 
 # name -> (backbone kwargs, frame size, clips per batch) at the paper's input (16 frames)

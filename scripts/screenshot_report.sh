@@ -41,10 +41,11 @@ html="$(cd "$run_dir" && pwd)/report.html"
 "$python" - "$run_dir" "$html" <<'PY'
 import sys
 
-from d2sp.report import RunFolderError, write_report
+from d2sp.runs.folder import RunFolderError
+from d2sp.runs.report import write_report
 
 try:
-    write_report(sys.argv[1], sys.argv[2])
+    write_report(sys.argv[1], out=sys.argv[2])
 except RunFolderError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -209,6 +209,7 @@ def torchrun_train(tmp_path: Path, root: Path, name: str, *extra: str):
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_two_processes_skip_the_same_clip_or_stop_together(tmp_path):
     root = bad_tree(tmp_path / "data")
     done = torchrun_train(tmp_path, root, "ddp-skip", "--skip-bad")

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from d2sp.heads import WeightBranch
+from d2sp import train
+from d2sp.models.heads import WeightBranch
 from d2sp.purify import Ledger
 from d2sp.purify.confident import cleanlab_label_issues, stratified_folds
 from d2sp.purify.fixed import FixedPurifier
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED
 from d2sp.purify.scn import ScnPurifier, scn_relabel
-from d2sp.training import train, validate_config
+from d2sp.training.checks import validate_config
 from tests.conftest import tiny_config
 
 
@@ -228,6 +229,7 @@ def _issues_in_worker(labels, probs):
     return cleanlab_label_issues(labels, probs)
 
 
+@pytest.mark.slow
 def test_cleanlab_rule_runs_inside_a_spawned_worker():
     # d2sp compare --jobs N trains in spawned processes; cleanlab's own pool failed there
     import concurrent.futures as cf

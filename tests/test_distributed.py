@@ -26,8 +26,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from d2sp.distributed import DistInfo, ShardedBatchSampler, check_batch_size, launch_info
 from d2sp.purify import CORRECTED, PRUNED, Ledger
+from d2sp.training.distributed import DistInfo, ShardedBatchSampler, check_batch_size, launch_info
 from d2sp.training.loaders import make_loader
 
 ENTRY = Path(__file__).with_name("float64_cli.py")
@@ -168,6 +168,7 @@ def two_runs(tmp_path_factory):
     return tmp, out
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_single_process_run(two_runs):
     tmp, out = two_runs
     assert out.count("two: WAR") == 1, out  # only rank 0 prints
@@ -202,6 +203,7 @@ def test_two_processes_train_the_single_process_run(two_runs):
         assert (tmp / "two" / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_two_processes_resume_a_killed_run(two_runs):
     """A copy of the 2-process run that lost its last checkpoint (a kill while saving epoch
     5) resumes from epoch 4 on two processes and ends as the uninterrupted run."""

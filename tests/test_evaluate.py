@@ -6,9 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
-from d2sp.evaluation import evaluate_run
-from d2sp.training import train
+from d2sp.runs.evaluation import evaluate_run
 from tests.conftest import tiny_config
 
 

@@ -11,17 +11,10 @@ from typer.testing import CliRunner
 
 from d2sp.cli import app
 from d2sp.config import load_config, save_config
-from d2sp.experiments import (
-    Cell,
-    ExperimentError,
-    canonical_overrides,
-    plan_ablation,
-    plan_comparison,
-    run_cells,
-    run_slug,
-    summarize,
-    write_results,
-)
+from d2sp.experiments.cells import Cell, canonical_overrides, run_slug
+from d2sp.experiments.plan import plan_ablation, plan_comparison
+from d2sp.experiments.runner import ExperimentError, run_cells
+from d2sp.experiments.tables import summarize, write_results
 from tests.conftest import TINY
 
 
@@ -157,6 +150,7 @@ def test_a_failing_run_is_recorded_and_the_others_complete(tmp_path):
     assert len(calls(out)) == 4 + 2
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(tmp_path):
     cfg = base_config(tmp_path)
     plan = plan_ablation(cfg, tables=["lam"], lams=[0.6, 0.7], seeds=[0])

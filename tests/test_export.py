@@ -18,11 +18,12 @@ from d2sp.commands.export import export
 from d2sp.config import config_from_dict
 from d2sp.data.annotations import read_list_file
 from d2sp.data.registry import create_dataset
-from d2sp.export import LEDGER_COLUMNS, export_run
-from d2sp.issues import ISSUE_COLUMNS
 from d2sp.purify import create_purifier
 from d2sp.purify.ledger import PRUNED, Ledger
-from d2sp.report import RunFolderError
+from d2sp.runs.export import export_run
+from d2sp.runs.folder import RunFolderError
+from d2sp.runs.issues import ISSUE_COLUMNS
+from d2sp.runs.ledger_table import LEDGER_COLUMNS
 from tests.test_report import make_ledger, make_run, write_clip
 
 KEPT_INDICES = [0, 2, 3, 5]  # 1 and 4 are pruned at the final epoch
@@ -74,7 +75,7 @@ def test_list_export_drops_pruned_and_applies_corrections(tmp_path):
 
 def test_ledger_csv_holds_each_samples_history(tmp_path):
     run = make_run(tmp_path)
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     with open(files["ledger_csv"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == LEDGER_COLUMNS
@@ -117,7 +118,7 @@ def test_ledger_csv_holds_each_samples_history(tmp_path):
 
 def test_flag_pruned_keeps_the_rows(tmp_path):
     run = make_run(tmp_path)
-    files = export_run(run, tmp_path / "flagged", flag_pruned=True)
+    files = export_run(run, out_dir=tmp_path / "flagged", flag_pruned=True)
     samples = read_list_file(files["annotation"], num_classes=3)
     assert [s.label for s in samples] == [0, 1, 2, 2, 1, 0]
     lines = files["annotation"].read_text().splitlines()
@@ -137,7 +138,7 @@ def test_csv_export_keeps_columns_and_label_style(tmp_path):
         dataset="csv",
         options={"train_csv": "train.csv", "test_csv": "train.csv", "class_names": names},
     )
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     assert files["annotation"].name == "train.csv"
     with open(files["annotation"], newline="") as f:
         out = list(csv.reader(f))
@@ -150,7 +151,7 @@ def test_csv_export_keeps_columns_and_label_style(tmp_path):
     assert [s.label for s in split.samples] == KEPT_LABELS
     assert [s.path for s in split.samples] == [clip_path(tmp_path, i) for i in KEPT_INDICES]
 
-    flagged = export_run(run, tmp_path / "flag", flag_pruned=True)
+    flagged = export_run(run, out_dir=tmp_path / "flag", flag_pruned=True)
     with open(flagged["annotation"], newline="") as f:
         out = list(csv.reader(f))
     assert out[0] == ["Label", "path", "note", "pruned"]
@@ -169,7 +170,7 @@ def test_dfew_export_writes_one_based_labels(tmp_path):
     )
     set_data(run, dataset="dfew", root=str(root), fold=1, options={})
     (run / "class_counts.json").unlink()
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     assert files["annotation"].read_text().splitlines() == [
         "video_name,label",
         "1,1",
@@ -184,7 +185,7 @@ def test_dfew_export_writes_one_based_labels(tmp_path):
 
 
 def test_exported_list_trains(tmp_path):
-    from d2sp.training import train
+    from d2sp import train
 
     run = make_run(tmp_path)
     files = export_run(run)
@@ -203,7 +204,7 @@ def test_export_refuses_the_dataset_folder_and_names_missing_files(tmp_path):
     run = make_run(tmp_path)
     before = tree_hash(tmp_path / "data")
     with pytest.raises(RunFolderError, match="inside the dataset folder"):
-        export_run(run, tmp_path / "data" / "cleaned")
+        export_run(run, out_dir=tmp_path / "data" / "cleaned")
     assert tree_hash(tmp_path / "data") == before
     assert not (tmp_path / "data" / "cleaned").exists()
     (run / "ledger.npz").unlink()
@@ -254,7 +255,7 @@ def make_ferv39k_run(tmp_path: Path, *, split_file: bool = True) -> tuple[Path, 
 def test_ferv39k_split_file_export_keeps_its_format(tmp_path):
     run, root = make_ferv39k_run(tmp_path)
     before = tree_hash(root)
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     assert tree_hash(root) == before
     assert files["annotation"].name == "train_All.csv"
     assert files["annotation"].read_text().splitlines() == [
@@ -272,7 +273,7 @@ def test_ferv39k_split_file_export_keeps_its_format(tmp_path):
 
 def test_ferv39k_folder_tree_is_converted_with_real_frame_counts(tmp_path):
     run, root = make_ferv39k_run(tmp_path, split_file=False)
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     samples = read_list_file(files["annotation"])
     assert [s.label for s in samples] == KEPT_LABELS
     assert [s.num_frames for s in samples] == [3, 3, 3, 3], "frame counts: expected the folders'"
@@ -306,7 +307,7 @@ def make_mafw_run(tmp_path: Path) -> tuple[Path, Path]:
 def test_mafw_export_keeps_its_split_file_and_a_matching_label_file(tmp_path):
     run, root = make_mafw_run(tmp_path)
     before = tree_hash(root)
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     assert tree_hash(root) == before
     train, labels = files["annotation_1"], files["annotation_2"]
     assert (train.name, labels.name) == ("train.txt", "single_label.txt")
@@ -345,7 +346,7 @@ def test_skipped_rows_are_listed_counted_and_left_out(tmp_path):
     lines = [f"{tmp_path / 'data' / 'test.txt'}:9: label 7 out of range [0, 3)",
              f"{source}: {frame}: cannot decode image (met at epoch 2)"]  # fmt: skip
     (run / "skipped.txt").write_text("\n".join(lines) + "\n")
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     assert files["skipped"].read_text().splitlines() == lines
     samples = read_list_file(files["annotation"], num_classes=3)
     assert [s.path for s in samples] == [clip_path(tmp_path, i) for i in (0, 3, 5)]
@@ -379,7 +380,7 @@ def flipped_label_ledger() -> Ledger:
 
 def test_issues_list_ranks_a_flipped_label_first_in_the_input_numbering(tmp_path):
     run = make_run(tmp_path, ledger=flipped_label_ledger())
-    files = export_run(run, tmp_path / "out")
+    files = export_run(run, out_dir=tmp_path / "out")
     with open(files["issues"], newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == ISSUE_COLUMNS and len(rows) == 6

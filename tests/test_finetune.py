@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp.losses import weighted_cross_entropy
 from d2sp.models import create_model, parameter_groups
+from d2sp.purify.losses import weighted_cross_entropy
 
 K = 3
 TINY = {

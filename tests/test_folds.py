@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from d2sp.cli import app
-from d2sp.folds import parse_folds
+from d2sp.experiments.folds import parse_folds
 from tests.test_datasets import write_clip
 from tests.test_train_datasets import TINY
 
@@ -65,6 +65,7 @@ def test_five_folds_train_resume_and_their_mean_is_the_mean_of_the_runs(tmp_path
     assert out.count("(reused") == 4 and out.count("(resumed") == 1
 
 
+@pytest.mark.slow
 def test_folds_in_parallel_processes_and_a_subset(tmp_path):
     root = make_dfew_folds(tmp_path / "DFEW")
     result, out = run("--dataset", "dfew", "--root", root, "--out-dir", tmp_path / "runs",

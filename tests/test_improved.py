@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp.losses import rank_regularization
 from d2sp.purify import CORRECTED, KEPT, PRUNED, coarse_grained_pruning, create_purifier
 from d2sp.purify.improved import (
     ImprovedPurifier,
@@ -18,6 +17,7 @@ from d2sp.purify.improved import (
     rescore_turn,
     window_mean,
 )
+from d2sp.purify.losses import rank_regularization
 from d2sp.purify.paper import PaperPurifier
 from d2sp.purify.teacher import EmaTeacher
 

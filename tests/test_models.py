@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from d2sp.losses import weighted_cross_entropy
 from d2sp.models import DFERModel, create_backbone, create_model, list_backbones, load_pretrained
 from d2sp.models.clip_vit import clip_vit
 from d2sp.models.former_dfer import former_dfer
@@ -13,6 +12,7 @@ from d2sp.models.pretrained import frame_encoder_of
 from d2sp.models.resnet import resnet18, resnet50
 from d2sp.models.vgg import vgg13, vgg16
 from d2sp.models.vit import vit
+from d2sp.purify.losses import weighted_cross_entropy
 
 K = 5
 

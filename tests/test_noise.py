@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from d2sp.noise import (
+from d2sp.data.noise import (
     LABEL_NOISE_KINDS,
     UNUSABLE_KINDS,
     degrade,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
 from d2sp.data.annotations import Sample
 from d2sp.data.frames import DataError
-from d2sp.evaluation import evaluate_run
-from d2sp.facecrop import FaceCropSource, enlarge_box
-from d2sp.training import train
+from d2sp.runs.evaluation import evaluate_run
+from d2sp.runs.facecrop import FaceCropSource, enlarge_box
 from tests.conftest import tiny_config
 from tests.test_datasets import write_video
 
@@ -121,7 +121,7 @@ def test_face_crop_with_opencv_finds_a_real_face(trained, tmp_path):
     import matplotlib.cbook
     from PIL import Image
 
-    from d2sp.facecrop import haar_detector, largest_face
+    from d2sp.runs.facecrop import haar_detector, largest_face
 
     photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     face = np.asarray(Image.open(photo).convert("RGB").resize((128, 150)))  # (150, 128, 3)

@@ -17,14 +17,8 @@ from typer.testing import CliRunner
 from d2sp.commands.report import report
 from d2sp.config import config_to_dict, load_config
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
-from d2sp.report import (
-    RunFolderError,
-    curve_series,
-    read_run,
-    render_report,
-    select_gallery,
-    write_report,
-)
+from d2sp.runs.folder import RunFolderError, read_run
+from d2sp.runs.report import curve_series, render_report, select_gallery, write_report
 
 NAMES = ("calm", "glad", "cross")
 U, K, P, C = UNDECIDED, KEPT, PRUNED, CORRECTED
@@ -206,7 +200,7 @@ def test_report_is_self_contained_with_every_section(tmp_path):
 
 def test_galleries_show_the_right_samples_in_order(tmp_path):
     run = make_run(tmp_path)
-    page = write_report(run, tmp_path / "out" / "r.html").read_text(encoding="utf-8")
+    page = write_report(run, out=tmp_path / "out" / "r.html").read_text(encoding="utf-8")
     assert gallery_indices(page, "pruned") == [4, 1]  # lowest score first
     assert gallery_indices(page, "corrected") == [5, 3]  # largest Δp first
     clip5 = re.search(r'data-index="5">(.*?)</div></div></div>', page, re.S).group(1)

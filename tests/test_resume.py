@@ -42,6 +42,7 @@ def comparable(run):
     return rows, Ledger.load(run / "ledger.npz")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["paper", "adaptive"])
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, mode):
     common = [

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
-from d2sp.training import train
 from d2sp.training.folder import RunExistsError
 from tests.conftest import TINY_DATA, tiny_config
 
@@ -84,7 +84,8 @@ def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path, synth_root):
 
 
 def test_grids_continue_a_run_killed_before_its_first_checkpoint(tmp_path):
-    from d2sp.experiments import Cell, run_cells
+    from d2sp.experiments.cells import Cell
+    from d2sp.experiments.runner import run_cells
     from tests.test_experiments import base_config, calls, fake_runner
 
     cfg, out = base_config(tmp_path), tmp_path / "out"

@@ -8,11 +8,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from d2sp import train
 from d2sp.cli import app
 from d2sp.config import ConfigError, load_config
 from d2sp.models import list_backbones
-from d2sp.purify import Ledger, list_modes
-from d2sp.training import train
+from d2sp.purify import CORRECTED, KEPT, Ledger, list_modes
 from tests.conftest import TINY, TINY_DATA, tiny_config
 
 
@@ -87,7 +87,7 @@ def test_senseless_config_refused_before_anything_starts(tmp_path, override, mes
 
 def test_non_finite_loss_stops_naming_epoch_and_batch(tmp_path, synth_root, monkeypatch):
     import d2sp.purify.base as base
-    from d2sp.training import NonFiniteLossError
+    from d2sp.training.checks import NonFiniteLossError
 
     calls = {"n": 0}
     real = base.weighted_cross_entropy
@@ -111,6 +111,8 @@ def test_every_backbone_trains_through_the_same_trainer(tmp_path, synth_root, na
     from tests.test_models import tiny
 
     kwargs, size = tiny(name)
+    # paper mode deciding from epoch 1 on a window of one record: λ = 0 keeps every sample and
+    # τ = -1 relabels every sample whose prediction is not its label, so the decisions are known
     cfg = tiny_config(
         tmp_path,
         synth_root,
@@ -118,7 +120,11 @@ def test_every_backbone_trains_through_the_same_trainer(tmp_path, synth_root, na
         f"model.name={name}",
         f"data.size={size}",
         "optim.epochs=2",
+        "purify.mode=paper",
         "purify.warmup_epochs=1",
+        "purify.t=1",
+        "purify.lam=0",
+        "purify.tau=-1",
     )
     cfg.model.options = kwargs
     result = train(cfg, progress=False)
@@ -126,10 +132,16 @@ def test_every_backbone_trains_through_the_same_trainer(tmp_path, synth_root, na
         json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["epoch"] for r in rows] == [1, 2] and np.isfinite(rows[-1]["loss"])
-    assert result.purifier.ledger.column("state")[-1].tolist() != [0] * 48  # decisions taken
+    ledger = result.purifier.ledger
+    state, label = ledger.column("state")[-1], ledger.column("label")[-1]  # (N,) final epoch
+    delta_p = ledger.column("delta_p")[-1].astype(np.float64)  # p[prediction] - p[label]
+    assert set(state.tolist()) <= {KEPT, CORRECTED} and (state == CORRECTED).any()
+    np.testing.assert_array_equal(state == CORRECTED, delta_p != 0)  # predicted another class
+    np.testing.assert_array_equal(state == CORRECTED, label != ledger.labels)
+    assert rows[-1]["corrected"] == int((state == CORRECTED).sum())
 
 
-def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
+def test_cli_demo_prints_the_figures_of_its_run_folders(tmp_path, synth_root):
     args = [
         "demo",
         "--out-dir",
@@ -141,11 +153,25 @@ def test_cli_demo_prints_the_comparison(tmp_path, synth_root):
     ]
     result = CliRunner().invoke(app, args, terminal_width=140)
     assert result.exit_code == 0, result.output
-    assert "plain CE" in result.output and "D2SP" in result.output and "removed P" in result.output
-    assert (tmp_path / "baseline" / "summary.json").is_file()
-    assert (tmp_path / "d2sp" / "ledger.npz").is_file()
+    header = next(line for line in result.output.splitlines() if "method" in line)
+    assert table_cells(header)[:5] == ["method", "WAR", "UAR", "pruned", "relabelled"]
+    printed = {}
+    for line in result.output.splitlines():
+        cells = table_cells(line)
+        if cells and cells[0] in ("plain CE", "D2SP"):
+            printed[cells[0]] = cells[1:5] + cells[-1:]
+    for method, folder in (("plain CE", "baseline"), ("D2SP", "d2sp")):
+        s = json.loads((tmp_path / folder / "summary.json").read_text())
+        want = [f"{100 * s['war']:.1f}", f"{100 * s['uar']:.1f}", str(s["pruned"]),
+                str(s["corrected"]), f"{s['seconds']:.0f}s"]  # fmt: skip
+        assert printed[method] == want, (method, result.output)
+    assert "removed P" in header
 
 
+def table_cells(line: str) -> list[str]:
+    """The cells of a row of a printed rich table (empty for a line of no row)."""
+    cells = [c.strip() for c in line.replace("┃", "│").split("│")]
+    return cells[1:-1] if len(cells) > 2 else []
 @pytest.mark.parametrize("mode", list_modes())
 def test_clip_backbone_trains_with_every_mode_and_fine_tuning_controls(tmp_path, synth_root, mode):
     from tests.test_models import tiny

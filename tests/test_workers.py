@@ -2,11 +2,13 @@
 
 import os
 
+import numpy as np
 import pytest
 import yaml
 
 from d2sp.commands.common import packaged_config
 from d2sp.config import ConfigError, RunConfig, load_config, resolve_workers
+from d2sp.runs.folder import read_run
 
 
 def test_auto_is_the_default_and_resolves_to_the_cpus(monkeypatch):
@@ -31,17 +33,26 @@ def test_explicit_integers_stay_and_nonsense_is_refused():
             load_config(None, [bad])
 
 
-def test_a_run_with_auto_workers_trains(tmp_path, synth_root, monkeypatch):
-    from d2sp.training import train
+def test_auto_workers_train_the_run_of_the_main_process(tmp_path, synth_root, monkeypatch):
+    """``data.workers: auto`` resolves at run time (here 2 loader processes) and loading in
+    worker processes changes nothing: every epoch's figures and every decision are the
+    same as with the main process loading."""
+    from d2sp import train
     from tests.conftest import tiny_config
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # auto -> 0 worker processes here
-    cfg = tiny_config(tmp_path, synth_root, "name=auto", "data.workers=auto", "optim.epochs=1",
-                      "purify.mode=ce")  # fmt: skip
-    result = train(cfg, progress=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)  # auto -> 2 worker processes
+    assert resolve_workers("auto") == 2
+    for name, workers in (("main", 0), ("auto", "auto")):
+        train(tiny_config(tmp_path, synth_root, f"name={name}", f"data.workers={workers}"),
+              progress=False)  # fmt: skip
     saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
     assert saved["data"]["workers"] == "auto"
-    assert 0 <= result.war <= 1
+    main, auto = (read_run(tmp_path / name) for name in ("main", "auto"))
+    figures = [[{k: v for k, v in row.items() if k != "seconds"} for row in run.metrics]
+               for run in (main, auto)]  # fmt: skip
+    assert len(figures[0]) == 3 and figures[0] == figures[1]
+    for column in ("state", "label", "weight", "score"):
+        assert np.array_equal(main.ledger.column(column), auto.ledger.column(column), equal_nan=True)
 
 
 def test_workers_reuse_their_shared_batch_buffers_when_asked():

@@ -3,7 +3,7 @@ import os
 import sys
 
 from d2sp.cli import console, main
-from d2sp.distributed import launch_info
+from d2sp.training.distributed import launch_info
 
 try:
     quiet = not launch_info().is_main

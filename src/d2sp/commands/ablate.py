@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from d2sp.commands.common import fail, parse_list, resolve_config
-from d2sp.commands.compare import run_grid
+from d2sp.commands.grid import grid_title, run_grid
 
 
 def ablate(
@@ -26,7 +26,7 @@ def ablate(
 ) -> None:
     """Ablate CGP/FGC and sweep λ, τ, t (paper mode); resumable, one folder per run."""
     from d2sp.config import ConfigError
-    from d2sp.experiments import plan_ablation
+    from d2sp.experiments.plan import plan_ablation
 
     try:
         cfg = resolve_config(config, overrides, {})
@@ -42,8 +42,5 @@ def ablate(
         )
     except (ConfigError, ValueError, FileNotFoundError) as e:
         fail(str(e))
-    title = (
-        f"Ablation (paper mode) — config {config or 'defaults'}, seeds "
-        f"{','.join(map(str, seed_list))}, overrides {' '.join(overrides or []) or 'none'}"
-    )
+    title = grid_title("Ablation (paper mode)", config, seed_list, overrides)
     run_grid(cfg, plan, out=out, jobs=jobs, progress=not no_progress, title=title)

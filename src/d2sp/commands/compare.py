@@ -6,37 +6,10 @@ d2sp compare -c demo-paper --methods ce,scn,cleanlab,paper --jobs 2 optim.epochs
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from d2sp.commands.common import console, fail, parse_list, resolve_config
-
-
-def run_grid(cfg, plan, *, out: str, jobs: int, progress: bool, title: str) -> None:
-    """Run a planned grid, print and write its tables; exit 1 if a run failed, 2 on errors."""
-    from d2sp.config import ConfigError
-    from d2sp.experiments import ExperimentError, run_cells, summarize, write_results
-
-    if jobs < 1:
-        fail(f"--jobs: expected an integer >= 1, got {jobs}")
-    for line in getattr(plan, "skipped", []):
-        console.print(f"[yellow]skipped[/] {line}", soft_wrap=True)
-    runs = len({c.slug for c in plan})
-    console.print(f"{len(plan)} cells, {runs} distinct runs -> {Path(out) / 'runs'}")
-    try:
-        results = run_cells(cfg, plan, out_dir=out, jobs=jobs, progress=progress, console=console)
-    except (ExperimentError, ConfigError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
-    summary = summarize(results)
-    notes = [f"skipped: {line}" for line in getattr(plan, "skipped", [])]
-    text = write_results(results, summary, out, title=title, notes=notes)
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-    console.print(f"tables: {Path(out) / 'table.md'} (results.csv, summary.csv)", soft_wrap=True)
-    failed = {r["run_dir"] for r in results if r["status"] == "failed"}
-    if failed:
-        console.print(f"[bold red]{len(failed)} of {runs} runs failed[/] (see above)")
-        raise typer.Exit(1)
+from d2sp.commands.common import fail, parse_list, resolve_config
+from d2sp.commands.grid import grid_title, run_grid
 
 
 def compare(
@@ -55,7 +28,7 @@ def compare(
     Resumable: one folder per run under OUT/runs; finished runs are read back, not retrained.
     """
     from d2sp.config import ConfigError
-    from d2sp.experiments import plan_comparison
+    from d2sp.experiments.plan import plan_comparison
 
     try:
         cfg = resolve_config(config, overrides, {})
@@ -63,8 +36,5 @@ def compare(
         plan = plan_comparison(cfg, methods=parse_list(methods, str, "--methods"), seeds=seed_list)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         fail(str(e))
-    title = (
-        f"Comparison — config {config or 'defaults'}, seeds {','.join(map(str, seed_list))}, "
-        f"overrides {' '.join(overrides or []) or 'none'}"
-    )
+    title = grid_title("Comparison", config, seed_list, overrides)
     run_grid(cfg, plan, out=out, jobs=jobs, progress=not no_progress, title=title)

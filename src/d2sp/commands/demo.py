@@ -26,8 +26,8 @@ def demo(
 ) -> None:
     """Generate SynthDFER (once), train plain CE and D2SP with one seed, compare them."""
     from d2sp.data.splits import load_split
-    from d2sp.metrics import purification_scores
-    from d2sp.training import train as run_training
+    from d2sp.training.fit import train as run_training
+    from d2sp.training.metrics import purification_scores
 
     try:
         base_cfg = resolve_config(config, overrides, {})

@@ -35,8 +35,8 @@ def evaluate(
     from d2sp.commands.prepare import parse_options
     from d2sp.config import ConfigError
     from d2sp.data.frames import DataError
-    from d2sp.evaluation import evaluate_run
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.evaluation import evaluate_run
+    from d2sp.runs.folder import RunFolderError
 
     try:
         if batch_size is not None and batch_size < 1:

@@ -32,11 +32,11 @@ def export(
 ) -> None:
     """Export the cleaned annotation (pruned rows out, labels corrected), ledger.csv and the
     ranked issues list (issues.csv)."""
-    from d2sp.export import export_run
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.export import export_run
+    from d2sp.runs.folder import RunFolderError
 
     try:
-        files = export_run(run_dir, out, flag_pruned=flag_pruned, issues=issues)
+        files = export_run(run_dir, out_dir=out, flag_pruned=flag_pruned, issues=issues)
     except (RunFolderError, ValueError, OSError) as e:
         fail(str(e))
     summary = json.loads(files["summary"].read_text(encoding="utf-8"))

@@ -34,16 +34,16 @@ def predict(
 ) -> None:
     """Predict the expression of video files and frame folders; one CSV row per clip."""
     from d2sp.data.video import is_video
-    from d2sp.facecrop import FaceCropUnavailableError
-    from d2sp.prediction import FACE_CROP_NOTE, predict_paths, write_predictions
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.facecrop import FaceCropUnavailableError
+    from d2sp.runs.folder import RunFolderError
+    from d2sp.runs.prediction import FACE_CROP_NOTE, predict_clips, write_predictions
 
     if out.exists() and not overwrite:
         fail(f"{out}: already exists (pass --overwrite to replace it)")
     if batch_size is not None and batch_size < 1:
         fail(f"--batch-size: expected an integer >= 1, got {batch_size}")
     try:
-        rows, names = predict_paths(
+        rows, names = predict_clips(
             run_dir, paths, checkpoint=checkpoint, batch_size=batch_size, face_crop=face_crop,
             progress=not no_progress, console=console,
         )  # fmt: skip

@@ -20,11 +20,11 @@ def report(
     out: Path = typer.Option(None, "--out", "-o", help="HTML file to write [RUN_DIR/report.html]"),
 ) -> None:
     """Write an HTML report of a run: curves, confusion, purification, clip galleries."""
-    from d2sp.report import write_report
-    from d2sp.runs import RunFolderError
+    from d2sp.runs.folder import RunFolderError
+    from d2sp.runs.report import write_report
 
     try:
-        path = write_report(run_dir, out)
+        path = write_report(run_dir, out=out)
     except (RunFolderError, OSError) as e:
         fail(str(e))
     console.print(f"report: {path}", soft_wrap=True)

@@ -45,7 +45,7 @@ def train(
     no_progress: bool = typer.Option(False, help="No progress bars"),
 ) -> None:
     """Train one run; its folder gets the config, metrics, ledger and checkpoints."""
-    from d2sp.training import train as run_training
+    from d2sp.training.fit import train as run_training
 
     flags = {
         "data.dataset": dataset,
@@ -99,8 +99,8 @@ def _flag_overrides(flags: dict) -> list[str]:
 
 def _train_folds(config, overrides, flags, folds, *, fold, resume, jobs, overwrite, progress):
     """``--folds``: one run per fold, then the fold table; exit 1 if a fold failed."""
-    from d2sp.experiments import ExperimentError
-    from d2sp.folds import parse_folds, run_folds
+    from d2sp.experiments.folds import parse_folds, run_folds
+    from d2sp.experiments.runner import ExperimentError
 
     if fold is not None:
         fail("--folds and --fold: give one of them (--folds 1-5 trains every fold)")

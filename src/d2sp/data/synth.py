@@ -38,7 +38,7 @@ import numpy as np
 import simplejpeg
 
 from d2sp.data.labels import DFER_CLASSES
-from d2sp.noise import confirmation_runs
+from d2sp.data.noise import confirmation_runs
 
 CLASS_NAMES = DFER_CLASSES
 NEUTRAL = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from d2sp.heads import ClassifierHead
+from d2sp.models.heads import ClassifierHead
 
 
 class DFERModel(nn.Module):

@@ -37,7 +37,7 @@ def parameter_groups(
     ``lr · encoder_lr_scale``, everything else at ``lr``.
 
     Args:
-        model: a :class:`~d2sp.heads.DFERModel` (or a backbone; a DDP/DataParallel or
+        model: a :class:`~d2sp.models.dfer.DFERModel` (or a backbone; a DDP/DataParallel or
             ``torch.compile`` wrapper is looked through).
         lr: the base learning rate (> 0).
         encoder_lr_scale: factor on ``lr`` for the frame encoder (> 0; 1 = same rate).

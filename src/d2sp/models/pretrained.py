@@ -31,7 +31,7 @@ _WRAPPERS = (DataParallel, DistributedDataParallel)
 
 
 def frame_encoder_of(obj: nn.Module) -> nn.Module:
-    """The frame encoder inside a :class:`~d2sp.heads.DFERModel`, a backbone, or itself.
+    """The frame encoder inside a :class:`~d2sp.models.dfer.DFERModel`, a backbone, or itself.
 
     A ``DistributedDataParallel``/``DataParallel`` wrapper (``.module``) or a
     ``torch.compile`` wrapper (``._orig_mod``) is looked through.
@@ -157,7 +157,7 @@ def load_pretrained(
     another image size is resampled to the encoder's grid.
 
     Args:
-        backbone_or_model: a :class:`~d2sp.heads.DFERModel`, a backbone with an ``encoder``
+        backbone_or_model: a :class:`~d2sp.models.dfer.DFERModel`, a backbone with an ``encoder``
             attribute, or a frame encoder itself.
         source: ``"imagenet"``, ``"clip"``, a path, or a state dict.
         strict: raise if any encoder key is missing or any source key is unused.

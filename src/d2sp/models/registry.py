@@ -15,8 +15,8 @@ from os import PathLike
 import torch
 from torch import nn
 
-from d2sp.heads import ClassifierHead
 from d2sp.models.dfer import DFERModel
+from d2sp.models.heads import ClassifierHead
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -62,7 +62,7 @@ def create_model(
     pretrained: str | PathLike | Mapping[str, torch.Tensor] | None = None,
     **backbone_kwargs,
 ) -> DFERModel:
-    """Backbone ``name`` plus a :class:`~d2sp.heads.ClassifierHead`.
+    """Backbone ``name`` plus a :class:`~d2sp.models.heads.ClassifierHead`.
 
     ``model(clips (B, T, C, H, W)) -> (logits (B, K), weights (B,) or None)``.
 

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from d2sp.losses import weighted_cross_entropy
 from d2sp.purify.ledger import Ledger, count_states, epoch_records, state_codes
+from d2sp.purify.losses import weighted_cross_entropy
 from d2sp.purify.records import Records
 
 VIEWS = ("train", "eval")
@@ -414,7 +414,7 @@ class Purifier:
         """Commit the epoch's records, take the mode's decision, log the ledger.
 
         ``reduce`` (multi-process runs) sums a tensor over the processes (e.g.
-        :func:`d2sp.distributed.all_reduce_sum`): the processes' records are combined first,
+        :func:`d2sp.training.distributed.all_reduce_sum`): the processes' records are combined first,
         so that every process takes the same decision.
 
         Returns counts for the epoch just ended: ``recorded``, ``kept``, ``pruned``,

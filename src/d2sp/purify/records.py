@@ -28,7 +28,7 @@ def reduce_staged(
 
     Every process calls this with its own ``staged`` tensors (``(N, ...)`` each) and ``seen``
     mask (``(N,)`` bool); ``reduce`` sums a tensor over the processes (e.g.
-    :func:`d2sp.distributed.all_reduce_sum`). Each sample must be recorded by at most one
+    :func:`d2sp.training.distributed.all_reduce_sum`). Each sample must be recorded by at most one
     process per pass: a record is then the sum of itself and zeros, exactly. Afterwards
     every process holds every record and ``seen`` is the union; entries no process recorded
     keep their (identical) earlier values, as in a single process.

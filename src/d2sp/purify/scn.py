@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from d2sp.losses import rank_regularization
 from d2sp.purify.base import Decision, Purifier, expect
+from d2sp.purify.losses import rank_regularization
 from d2sp.purify.registry import register_purifier
 
 

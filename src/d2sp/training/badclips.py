@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from d2sp.data.frames import DataError
-from d2sp.distributed import SINGLE, DistInfo, all_gather_object
+from d2sp.training.distributed import SINGLE, DistInfo, all_gather_object
 
 SPLITS = ("train", "test")
 HINT = "--skip-bad (data.skip_bad=true) would skip this sample and list it in skipped.txt"

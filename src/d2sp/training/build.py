@@ -16,12 +16,12 @@ from d2sp.config import RunConfig, resolve_workers
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import check_shared_test, load_split
-from d2sp.distributed import DistInfo, broadcast_object, main_process_first
 from d2sp.models import create_model, parameter_groups
 from d2sp.purify import Purifier, purifier_class
 from d2sp.purify.selection import SelectionContext
 from d2sp.training.badclips import BadClips
 from d2sp.training.checks import purifier_options
+from d2sp.training.distributed import DistInfo, broadcast_object, main_process_first
 from d2sp.training.loaders import make_loader
 
 

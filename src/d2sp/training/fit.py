@@ -24,14 +24,6 @@ import torch
 from rich.console import Console
 
 from d2sp.config import PurifyConfig, RunConfig, resolve_workers
-from d2sp.distributed import (
-    broadcast_object,
-    check_batch_size,
-    distributed_session,
-    launch_info,
-    process_device,
-)
-from d2sp.metrics import war_uar
 from d2sp.training.build import Run, build_run, make_test_loader
 from d2sp.training.callbacks import (
     Callback,
@@ -42,10 +34,18 @@ from d2sp.training.callbacks import (
 )
 from d2sp.training.checkpoint import restore_checkpoint, resume_source
 from d2sp.training.checks import validate_config
+from d2sp.training.distributed import (
+    broadcast_object,
+    check_batch_size,
+    distributed_session,
+    launch_info,
+    process_device,
+)
 from d2sp.training.epoch import rescore, train_epoch, train_loader
-from d2sp.training.evaluate import evaluate, heldout_probabilities
 from d2sp.training.folder import check_run_folder, remove_run_files
+from d2sp.training.inference import evaluate_loader, heldout_probabilities
 from d2sp.training.loaders import make_loader, seed_everything
+from d2sp.training.metrics import war_uar
 from d2sp.training.replicas import align_replicas, check_decisions, records_reduce
 
 
@@ -167,7 +167,7 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
         check_decisions(purifier.keep_mask, purifier.current_labels)
         for cb in callbacks:
             cb.on_decision(run, epoch, counts)
-        cm, _ = evaluate(run.model, run.test_loader, run.device, run.autocast)
+        cm, _ = evaluate_loader(run.model, run.test_loader, run.device, run.autocast)
         sync_bad_clips(run, callbacks)
         war, uar = war_uar(cm)
         last = {

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from d2sp.data.dataset import normalize_clips
-from d2sp.distributed import SINGLE, DistInfo, ShardedBatchSampler
 from d2sp.training.badclips import CheckedCollate, CheckedItems, CheckedLoader
+from d2sp.training.distributed import SINGLE, DistInfo, ShardedBatchSampler
 
 
 def seed_everything(seed: int) -> None:

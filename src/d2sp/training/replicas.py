@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from d2sp.distributed import (
+from d2sp.training.distributed import (
     all_reduce_min,
     all_reduce_sum,
     broadcast_buffers,

@@ -1,8 +1,9 @@
 """Reading a run folder, once, for every command that looks at finished runs (report,
-export, experiments).
+export, experiments, folds), and the helpers they share over what it holds.
 
-A run folder is what :func:`d2sp.training.train` writes: ``config.yaml``, ``metrics.jsonl``,
-``ledger.npz``, ``summary.json``, ``class_counts.json`` and the checkpoints.
+A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl``,
+``ledger.npz``, ``summary.json``, ``class_counts.json``, ``skipped.txt`` (rows skipped as
+bad input) and the checkpoints.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from d2sp.config import ConfigError, RunConfig, load_config
 from d2sp.purify.ledger import Ledger
@@ -155,3 +158,29 @@ def purify_options(cfg: RunConfig) -> dict:
         return purifier_class(cfg.purify.mode).resolve(purifier_options(cfg))
     except ValueError:
         return {}
+
+
+def read_skipped(run_dir: str | Path) -> list[str]:
+    """The lines of a run's ``skipped.txt`` (``"file:row: reason"``; ``… (met at epoch E)``
+    for a clip found unreadable during training); empty when there is none."""
+    path = Path(run_dir) / "skipped.txt"
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def met_in_training(line: str) -> bool:
+    """Whether a ``skipped.txt`` line is a clip found unreadable during training (``… (met
+    at epoch E)``), not a row skipped when the data was read."""
+    return line.endswith(")") and "(met at epoch " in line
+
+
+def last_recorded(values: np.ndarray) -> np.ndarray:
+    """``(E, N)`` -> ``(N,)``: each sample's last finite value over the epochs (NaN if none)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0:
+        return np.full(values.shape[-1] if values.ndim else 0, np.nan)
+    finite = np.isfinite(values)
+    last = values.shape[0] - 1 - finite[::-1].argmax(axis=0)
+    out = values[last, np.arange(values.shape[1])]
+    return np.where(finite.any(axis=0), out, np.nan)

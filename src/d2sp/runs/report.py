@@ -1,6 +1,6 @@
 """The run report: one self-contained HTML page about a run folder.
 
->>> from d2sp.report import write_report
+>>> from d2sp.runs.report import write_report
 >>> write_report("runs/demo/d2sp")  # -> runs/demo/d2sp/report.html
 
 The page holds the run's config, its training curves (loss, train accuracy, test WAR/UAR),
@@ -11,7 +11,7 @@ the corrected clips (largest Δp first) and, for SynthDFER, the precision and re
 purification against the generator's ground truth. Every image is an inline PNG, so the page
 opens offline and can be mailed as one file.
 
-A run folder is what :func:`d2sp.training.train` writes: ``config.yaml``, ``metrics.jsonl``,
+A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl``,
 ``ledger.npz`` (needed here) and ``summary.json``, ``class_counts.json`` (used when present).
 """
 
@@ -29,7 +29,15 @@ import yaml
 
 from d2sp.config import RunConfig
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, UNDECIDED, Ledger
-from d2sp.runs import RunFolder, RunFolderError, purify_options, read_run
+from d2sp.runs.folder import (
+    RunFolder,
+    RunFolderError,
+    last_recorded,
+    met_in_training,
+    purify_options,
+    read_run,
+    read_skipped,
+)
 
 GALLERY_LIMIT = 24
 STRIP_FRAMES = 6
@@ -64,7 +72,7 @@ def select_gallery(ledger: Ledger, *, kind: str, limit: int = GALLERY_LIMIT) -> 
 # ------------------------------------------------------------------------------ rendering
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write the HTML report of a run folder; returns its path.
 
     Args:
@@ -393,20 +401,11 @@ def _section_curves(run: RunFolder):
 SKIPPED_SHOWN = 500
 
 
-def read_skipped(run_dir: Path) -> list[str]:
-    """The lines of a run's ``skipped.txt`` (``"file:row: reason"``; ``… (met at epoch E)``
-    for a clip found unreadable during training); empty when there is none."""
-    path = Path(run_dir) / "skipped.txt"
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _section_skipped(run: RunFolder):
     lines = read_skipped(run.path)
     if not lines:
         return "skipped", "", ""
-    met = [line for line in lines if line.endswith(")") and "(met at epoch " in line]
+    met = [line for line in lines if met_in_training(line)]
     head = (
         f"<p>{len(lines)} row(s) skipped as bad input (<code>data.skip_bad</code>): "
         f"{len(lines) - len(met)} when the data was read, {len(met)} met unreadable during "
@@ -735,7 +734,7 @@ def _ground_truth(run: RunFolder, split, notes: list[str]) -> dict | None:
 def _section_truth(run: RunFolder, gt: dict | None):
     if gt is None:
         return "truth", "", ""
-    from d2sp.metrics import purification_scores
+    from d2sp.training.metrics import purification_scores
 
     ledger = run.ledger
     state = ledger.column("state")
@@ -904,17 +903,6 @@ def _short_source(sample) -> str:
 
 def _name(names, k: int) -> str:
     return names[k] if 0 <= k < len(names) else str(k)
-
-
-def last_recorded(values: np.ndarray) -> np.ndarray:
-    """``(E, N)`` -> ``(N,)``: each sample's last finite value over the epochs (NaN if none)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] == 0:
-        return np.full(values.shape[-1] if values.ndim else 0, np.nan)
-    finite = np.isfinite(values)
-    last = values.shape[0] - 1 - finite[::-1].argmax(axis=0)
-    out = values[last, np.arange(values.shape[1])]
-    return np.where(finite.any(axis=0), out, np.nan)
 
 
 def _since(states: np.ndarray, target: int) -> int:

@@ -2,7 +2,7 @@
 
 A head maps the embedding ``(B, D)`` to logits ``(B, K)`` and, for D2SP, per-sample
 weights ``(B,)`` from the weight branch (paper eq. 1). The loss is a plain function in
-:mod:`d2sp.losses`; the assembled model (backbone + head) is :class:`d2sp.models.dfer.DFERModel`.
+:mod:`d2sp.purify.losses`; the assembled model (backbone + head) is :class:`d2sp.models.dfer.DFERModel`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The cleaned annotation of a run: its training annotation minus pruned rows, labels corrected.
 
->>> from d2sp.export import export_run
+>>> from d2sp.runs.export import export_run
 >>> export_run("runs/demo/d2sp")  # -> {"annotation": .../export/train_list.txt, ...}
 
 What is written (default folder ``RUN_DIR/export``; the dataset folder and the original
@@ -30,12 +30,12 @@ annotation are never written):
   ``skipped.txt``) is left out (commented out where the format has comments).
   Clip paths (list rows, the ``path`` column) are written absolute, so the file loads from
   anywhere; DFEW's ``video_name`` stays as it is (load it with ``split_file=``).
-- ``ledger.csv``: one row per training sample (see :data:`LEDGER_COLUMNS`; labels are
+- ``ledger.csv``: one row per training sample (:mod:`d2sp.runs.ledger_table`; labels are
   0-based class indices, ``given_input``/``final_input`` the labels as the input writes
   them, e.g. DFEW's 1-based ids), and ``ledger.parquet`` with the same table when
   ``pyarrow`` is importable.
 - ``issues.csv``: the samples ranked by suspicion, most suspicious first, with a suggested
-  label (:mod:`d2sp.issues`; ``issues=N`` keeps the first N).
+  label (:mod:`d2sp.runs.issues`; ``issues=N`` keeps the first N).
 - ``skipped.txt``: the rows the run skipped as bad input (when there are any).
 - ``export.json``: counts (``skipped`` and ``skipped_during_training`` among them), the files
   written, ``notes`` (e.g. a conversion), ``warnings`` (an export with no usable row, rows
@@ -54,7 +54,8 @@ import numpy as np
 
 from d2sp.data.frames import DataError, list_frames
 from d2sp.data.video import VideoSource, is_video
-from d2sp.export_official import (
+from d2sp.purify.ledger import CORRECTED, PRUNED, Ledger
+from d2sp.runs.export_formats import (
     ferv39k_header,
     ferv39k_token,
     flag_comment,
@@ -66,40 +67,25 @@ from d2sp.export_official import (
     row_fate,
     skip_comment,
 )
-from d2sp.issues import issues_table, write_issues_csv
-from d2sp.purify.ledger import CORRECTED, PRUNED, STATE_NAMES, Ledger
-from d2sp.report import last_recorded, read_skipped
-from d2sp.runs import RunFolder, RunFolderError, read_run
-
-LEDGER_COLUMNS = (
-    "index",  # position in the training annotation (the dataset index of the run)
-    "path",  # the clip's frame folder or video file
-    "source",  # annotation "file:row"
-    "given_label",  # annotated label (0-based class index, whatever the input's numbering)
-    "given_name",
-    "final_label",  # training label after the final epoch (0-based class index)
-    "final_name",
-    "final_state",  # undecided / kept / pruned / corrected at the final epoch
-    "first_pruned_epoch",  # 1-based; empty when never pruned
-    "first_corrected_epoch",  # 1-based; empty when never corrected
-    "last_change_epoch",  # last epoch that pruned, un-pruned or relabelled it; empty if none
-    "epochs_pruned",
-    "epochs_corrected",
-    "mean_weight",  # over the epochs with a record
-    "final_weight",  # the last recorded weight
-    "final_delta_p",
-    "final_score",
-    "given_input",  # given_label as the input annotation writes it (DFEW: 1-based id; FERV39k,
-    "final_input",  # MAFW: the emotion name; csv: as the file writes it; list: 0-based index)
+from d2sp.runs.folder import (
+    RunFolder,
+    RunFolderError,
+    last_recorded,
+    met_in_training,
+    read_run,
+    read_skipped,
 )
+from d2sp.runs.issues import issues_table, write_issues_csv
+from d2sp.runs.ledger_table import ledger_table, write_ledger_csv, write_ledger_parquet
+
 LIST_FORMAT_DATASETS = ("list", "synthdfer")
 FLAG_COLUMN = "pruned"
 
 
 def export_run(
     run_dir: str | Path,
-    out_dir: str | Path | None = None,
     *,
+    out_dir: str | Path | None = None,
     flag_pruned: bool = False,
     issues: int | None = None,
 ) -> dict[str, Path]:
@@ -181,7 +167,7 @@ def skipped_during_training(samples, lines: list[str]) -> np.ndarray:
     index = {s.source: i for i, s in enumerate(samples) if s.source}
     out = np.zeros(len(samples), dtype=bool)
     for line in lines:
-        if not (line.endswith(")") and "(met at epoch " in line):
+        if not met_in_training(line):
             continue
         at = line.find(": ")
         while at != -1:
@@ -214,7 +200,7 @@ def _write_tables(ledger, samples, names, spell, out: Path, decisions, issues) -
 def _summary(run, split, kind, decisions, flag_pruned, counts, written, skipped_lines) -> dict:
     state_pruned = decisions["pruned"]
     corrected = run.ledger.column("state")[-1] == CORRECTED
-    met = [line for line in skipped_lines if line.endswith(")") and "(met at epoch " in line]
+    met = [line for line in skipped_lines if met_in_training(line)]
     return {
         "run": str(run.path.resolve()),
         "dataset": run.config.data.dataset,
@@ -322,114 +308,6 @@ def _write_mafw_labels(split, out: Path, decisions, notes: list[str]) -> list[Pa
         f"label_file={str(path.resolve())!r}, or the original labels would disagree with it"
     )
     return [path]
-
-
-# ------------------------------------------------------------------------------ the table
-
-
-def ledger_table(ledger: Ledger, samples, class_names, *, spell=str) -> dict[str, list]:
-    """The per-sample history of a ledger as columns (:data:`LEDGER_COLUMNS`).
-
-    Epochs are 1-based; an epoch that never happened is None; a value never recorded is
-    NaN. ``samples`` gives the paths and sources (``len(samples) == N``). Labels are
-    0-based class indices, and also written as the input writes them (``spell(k)``, in
-    ``given_input`` and ``final_input``: DFEW's 1-based ids, FERV39k and MAFW names).
-    """
-    n = len(ledger.labels)
-    if len(samples) != n:
-        raise ValueError(f"{len(samples)} samples for a ledger of {n}")
-    given = ledger.labels.astype(np.int64)
-    state = ledger.column("state")  # (E, N)
-    label = ledger.column("label").astype(np.int64)  # (E, N)
-    weight = ledger.column("weight").astype(np.float64)
-    pruned = state == PRUNED
-    corrected = state == CORRECTED
-    prev_pruned = np.vstack([np.zeros((1, n), dtype=bool), pruned[:-1]])
-    prev_label = np.vstack([given[None, :], label[:-1]])
-    changed = (pruned != prev_pruned) | (label != prev_label)  # (E, N)
-
-    finite = np.isfinite(weight)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_w = np.where(
-            finite.any(axis=0),
-            np.where(finite, weight, 0.0).sum(axis=0) / finite.sum(axis=0),
-            np.nan,
-        )
-    final_state = state[-1]
-    final_label = label[-1]
-
-    def name(k):
-        return class_names[k] if 0 <= k < len(class_names) else str(k)
-
-    def written(k):
-        return spell(k) if 0 <= k < len(class_names) else str(k)
-
-    return {
-        "index": list(range(n)),
-        "path": [s.path for s in samples],
-        "source": [s.source for s in samples],
-        "given_label": given.tolist(),
-        "given_name": [name(int(k)) for k in given],
-        "final_label": final_label.tolist(),
-        "final_name": [name(int(k)) for k in final_label],
-        "final_state": [STATE_NAMES.get(int(s), str(int(s))) for s in final_state],
-        "first_pruned_epoch": _first_epoch(pruned),
-        "first_corrected_epoch": _first_epoch(corrected),
-        "last_change_epoch": _last_epoch(changed),
-        "epochs_pruned": pruned.sum(axis=0).tolist(),
-        "epochs_corrected": corrected.sum(axis=0).tolist(),
-        "mean_weight": mean_w.tolist(),
-        "final_weight": last_recorded(weight).tolist(),
-        "final_delta_p": ledger.column("delta_p")[-1].astype(np.float64).tolist(),
-        "final_score": ledger.column("score")[-1].astype(np.float64).tolist(),
-        "given_input": [written(int(k)) for k in given],
-        "final_input": [written(int(k)) for k in final_label],
-    }
-
-
-def _first_epoch(mask: np.ndarray) -> list[int | None]:
-    """Per column of an ``(E, N)`` mask: the first 1-based epoch where it holds, or None."""
-    any_ = mask.any(axis=0)
-    return [int(e) + 1 if a else None for e, a in zip(mask.argmax(axis=0), any_, strict=True)]
-
-
-def _last_epoch(mask: np.ndarray) -> list[int | None]:
-    """Per column of an ``(E, N)`` mask: the last 1-based epoch where it holds, or None."""
-    any_ = mask.any(axis=0)
-    e_last = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
-    return [int(e) + 1 if a else None for e, a in zip(e_last, any_, strict=True)]
-
-
-def write_ledger_csv(table: dict[str, list], path: str | Path) -> Path:
-    """Write a :func:`ledger_table` as CSV (None and NaN as empty cells)."""
-    path = Path(path)
-
-    def cell(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.6g}"
-        return v
-
-    columns = list(table)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in zip(*(table[c] for c in columns), strict=True):
-            writer.writerow([cell(v) for v in row])
-    return path
-
-
-def write_ledger_parquet(table: dict[str, list], path: str | Path) -> Path | None:
-    """Write a :func:`ledger_table` as Parquet; None (nothing written) without pyarrow."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return None
-    path = Path(path)
-    pq.write_table(pa.table({c: pa.array(v) for c, v in table.items()}), path)
-    return path
 
 
 # ------------------------------------------------------------------------- the annotation
@@ -591,60 +469,46 @@ def _write_csv(source, path, rows, samples, decisions, names, flag_pruned, count
         csv.writer(f).writerows(out_rows)
 
 
+# the options naming a list or csv dataset's annotation files: any split, train, test
+_FILE_OPTIONS = {
+    "list": ("list_file", "train_list", "test_list"),
+    "csv": ("csv_file", "train_csv", "test_csv"),
+}
+
+
 def _train_with(run: RunFolder, split, written: list[Path], kind: str) -> dict | None:
     """The ``data`` config section that trains on the export (None where it cannot be said)."""
     if len(written) != 1 or kind not in ("list", "csv", "converted"):
         return None
+    data = run.config.data
+    fmt = "csv" if data.dataset == "csv" else "list"
+    files = _FILE_OPTIONS[fmt]
+    keep = {k: v for k, v in data.options.items() if data.dataset == fmt and k not in files}
+    if fmt == "list":
+        keep.setdefault("class_names", list(split.class_names))
+    exported = str(written[0].resolve())
+    return {
+        "dataset": fmt,
+        "root": str(Path(split.root).resolve()),
+        "options": {**keep, files[1]: exported, files[2]: _test_file(run, split, kind)},
+    }
+
+
+def _test_file(run: RunFolder, split, kind: str) -> str | None:
+    """The run's test annotation file, absolute, where the export's format can name it."""
     from d2sp.data.generic import pick_file
 
     data = run.config.data
-    options = dict(data.options)
-    exported = str(written[0].resolve())
+    fmt = "csv" if data.dataset == "csv" else "list"
     test = None
     try:
         root = Path(split.root)
         if data.dataset == "synthdfer":
             test = root / "test_list.txt"
-        elif data.dataset in ("list", "ferv39k") and kind == "list":
-            test = pick_file(
-                "list",
-                root,
-                "test",
-                data.fold,
-                any_split=options.get("list_file"),
-                train=options.get("train_list"),
-                test=options.get("test_list"),
-                option="list",
-            )
-        elif data.dataset == "csv":
-            test = pick_file(
-                "csv",
-                root,
-                "test",
-                data.fold,
-                any_split=options.get("csv_file"),
-                train=options.get("train_csv"),
-                test=options.get("test_csv"),
-                option="csv",
-            )
+        elif data.dataset == "csv" or (data.dataset in ("list", "ferv39k") and kind == "list"):
+            any_split, train_file, test_file = (data.options.get(k) for k in _FILE_OPTIONS[fmt])
+            test = pick_file(fmt, root, "test", data.fold, any_split=any_split, train=train_file,
+                             test=test_file, option=fmt)  # fmt: skip
     except (ValueError, OSError):
         test = None
-    test_file = str(Path(test).resolve()) if test is not None and Path(test).is_file() else None
-    if data.dataset == "csv":
-        keep = {k: v for k, v in options.items() if k not in ("csv_file", "train_csv", "test_csv")}
-        return {
-            "dataset": "csv",
-            "root": str(Path(split.root).resolve()),
-            "options": {**keep, "train_csv": exported, "test_csv": test_file},
-        }
-    keep = {
-        k: v
-        for k, v in options.items()
-        if data.dataset == "list" and k not in ("list_file", "train_list", "test_list")
-    }
-    keep.setdefault("class_names", list(split.class_names))
-    return {
-        "dataset": "list",
-        "root": str(Path(split.root).resolve()),
-        "options": {**keep, "train_list": exported, "test_list": test_file},
-    }
+    return str(Path(test).resolve()) if test is not None and Path(test).is_file() else None

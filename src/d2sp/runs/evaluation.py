@@ -1,12 +1,11 @@
-"""A trained run on any split: its model loaded back, evaluated with the run's own sampling.
+"""A trained run's model on any split, evaluated with the run's own sampling.
 
     result = evaluate_run("runs/dfew")                                  # best.pt, its test split
     result = evaluate_run("runs/dfew", checkpoint="last", fold=2)       # another DFEW fold
     result = evaluate_run("runs/dfew", dataset="ferv39k", root="/data/FERV39k")
 
-The clips are sampled at segment centres (``ClipDataset(train=False)``) with the run's
-``num_frames``, ``size`` and normalisation, in batches of the run's ``optim.batch_size`` on
-the run's device and precision: the run's own test split with ``checkpoint="last"`` gives
+The clips are sampled and batched as the run evaluated (:mod:`d2sp.runs.model`): the run's
+own test split with ``checkpoint="last"`` gives
 the final WAR/UAR of ``metrics.jsonl`` exactly, and ``"best"`` the ``best_war`` of
 ``summary.json``.
 """
@@ -16,114 +15,14 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from d2sp.config import DataConfig, RunConfig, config_from_dict, resolve_workers
-
-CHECKPOINTS = ("best", "last")
-
-
-@dataclass
-class LoadedModel:
-    """A run's model in eval mode, with what is needed to feed it as the run did.
-
-    Attributes:
-        run_dir: the run folder.
-        cfg: the run's config (from the checkpoint).
-        model: ``model(clips (B, T, 3, S, S)) -> (logits (B, K), weights (B,) or None)``.
-        class_names: the ``K`` class names the model predicts.
-        checkpoint: ``"best"`` or ``"last"``.
-        epoch: the epoch the checkpoint was taken after (1-based).
-        metrics: ``war``/``uar`` recorded for that epoch on the run's test split.
-        device: where the model is.
-        use_amp: bf16 autocast, as the run evaluated.
-    """
-
-    run_dir: Path
-    cfg: RunConfig
-    model: torch.nn.Module
-    class_names: tuple[str, ...]
-    checkpoint: str
-    epoch: int
-    metrics: dict
-    device: torch.device
-    use_amp: bool
-
-    def autocast(self):
-        """bf16 autocast when the run used it, else nothing."""
-        if self.use_amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
-
-def load_run_model(
-    run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None
-) -> LoadedModel:
-    """Build the run's backbone and head and load ``RUN_DIR/<checkpoint>.pt`` into it.
-
-    The head (weight branch or not, its width, ``K``) is read from the saved weights, so any
-    purification mode's model loads. ``device`` defaults to the run's (CPU when it asked
-    for CUDA and there is none).
-
-    Raises:
-        d2sp.runs.RunFolderError: no such folder or checkpoint, or an unreadable one.
-        ValueError: ``checkpoint`` not ``best`` or ``last``.
-    """
-    from d2sp.distributed import SINGLE, process_device
-    from d2sp.runs import RunFolderError
-
-    run_dir = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:
-        known = ", ".join(CHECKPOINTS)
-        raise ValueError(f"checkpoint: expected one of {known}, got {checkpoint!r}")
-    path = run_dir / f"{checkpoint}.pt"
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such folder (expected a run folder)")
-    if not path.is_file():
-        held = ", ".join(sorted(p.name for p in run_dir.glob("*.pt"))) or "no checkpoint"
-        raise RunFolderError(f"{path}: no such checkpoint (the run folder holds {held})")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = config_from_dict(ckpt["config"])
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
-        raise RunFolderError(f"{path}: cannot read the checkpoint ({e})") from None
-    if device is None:
-        device = cfg.device
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            device = "cpu"
-    dev = process_device(device, SINGLE)
-    model = _model_from_state(cfg, ckpt["model"]).to(dev)
-    if dev.type == "cuda" and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.eval()
-    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dev.type == "cuda")
-    return LoadedModel(
-        run_dir=run_dir, cfg=cfg, model=model, class_names=tuple(ckpt["class_names"]),
-        checkpoint=checkpoint, epoch=int(ckpt["epoch"]), metrics=dict(ckpt.get("metrics", {})),
-        device=dev, use_amp=use_amp,
-    )  # fmt: skip
-
-
-def _model_from_state(cfg: RunConfig, state: dict) -> torch.nn.Module:
-    """The run's model shaped after its saved weights ``state``, loaded."""
-    from d2sp.models import create_model
-
-    weight_branch = any(k.startswith("head.weight.") for k in state)
-    hidden = state["head.weight.fc1.weight"].shape[0] if "head.weight.fc1.weight" in state else 0
-    model = create_model(
-        cfg.model.name, num_classes=int(state["head.fc.weight"].shape[0]),
-        weight_branch=weight_branch, weight_hidden=hidden if weight_branch else None,
-        dropout=cfg.model.dropout, **cfg.model.options,
-    )  # fmt: skip
-    model.load_state_dict(state)
-    return model
+from d2sp.config import DataConfig
+from d2sp.runs.model import LoadedModel, load_run_model, progress_bar
 
 
 def eval_data_config(
@@ -155,14 +54,6 @@ def eval_data_config(
     if skip_bad is not None:
         data.skip_bad = skip_bad
     return data
-
-
-def progress_bar(console: Console | None, enabled: bool, label: str) -> Progress:
-    """A transient rich bar for batches (``label``, done/total, elapsed time)."""
-    return Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=not enabled,
-    )  # fmt: skip
 
 
 def eval_name(checkpoint: str, data: DataConfig, split: str) -> str:
@@ -252,19 +143,10 @@ def evaluate_run(
 def _predict_split(loaded: LoadedModel, data_split, *, batch_size, progress, console) -> np.ndarray:
     """``(M, K)`` float32 probabilities of the clips of ``data_split``, in its order, sampled
     and batched as the run evaluated."""
-    from d2sp.data.dataset import ClipDataset
-    from d2sp.training.evaluate import predict_loader
-    from d2sp.training.loaders import make_loader
+    from d2sp.training.inference import predict_loader
 
-    cfg = loaded.cfg
-    ds = ClipDataset(
-        data_split.samples, train=False, num_frames=cfg.data.num_frames, size=cfg.data.size,
-        seed=cfg.seed, output="uint8", source=data_split.source,
-    )  # fmt: skip
-    loader = make_loader(
-        ds, None, batch_size=batch_size or cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
-        workers=resolve_workers(cfg.data.workers),
-    )  # fmt: skip
+    ds = loaded.clips(data_split.samples, data_split.source)
+    loader = loaded.loader(ds, batch_size)
     with progress_bar(console, progress, "evaluating") as bar:
         task = bar.add_task("batches", total=len(loader))
         probs, _, indices = predict_loader(
@@ -276,7 +158,7 @@ def _predict_split(loaded: LoadedModel, data_split, *, batch_size, progress, con
 
 def _scores(probs: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> dict:
     """WAR, UAR, per-class recall and support, confusion matrix of ``probs (M, K)``."""
-    from d2sp.metrics import confusion_matrix, war_uar
+    from d2sp.training.metrics import confusion_matrix, war_uar
 
     k = len(class_names)
     cm = confusion_matrix(torch.from_numpy(probs).argmax(1), torch.from_numpy(labels), k)  # (K, K)

@@ -1,4 +1,6 @@
-"""Evaluation of a model over a loader: confusion matrix, predictions, probabilities."""
+"""The model over a loader without gradients: probabilities (:func:`predict_loader`), the
+confusion matrix of each epoch's test pass (:func:`evaluate_loader`) and the held-out
+probabilities some purifiers ask for (:func:`heldout_probabilities`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from d2sp.distributed import all_reduce_sum, current_info
-from d2sp.metrics import confusion_matrix
+from d2sp.training.distributed import all_reduce_sum, current_info
 from d2sp.training.loaders import to_inputs
+from d2sp.training.metrics import confusion_matrix
 
 
 @torch.no_grad()
@@ -40,7 +42,7 @@ def predict_loader(
     return torch.cat(probs), torch.cat(targets).long(), torch.cat(indices).long()
 
 
-def evaluate(model, loader, device, autocast: Callable = nullcontext) -> tuple[np.ndarray, torch.Tensor]:
+def evaluate_loader(model, loader, device, autocast: Callable = nullcontext) -> tuple[np.ndarray, torch.Tensor]:
     """Confusion matrix ``(K, K)`` (rows true, columns predicted) and predictions ``(M,)`` over
     a loader (eval mode). In a multi-process run the matrix is summed over the processes
     (each evaluates its share of the loader's samples); the predictions are this process's."""

@@ -3,7 +3,7 @@
     results = run_folds(cfg, [1, 2, 3, 4, 5], jobs=2)     # DFEW's five folds
 
 Each fold trains in its own run folder ``out_dir/<name>/fold<k>`` (the config with
-``data.fold=k``), through :func:`d2sp.experiments.run_cells`: a finished fold is read back,
+``data.fold=k``), through :func:`d2sp.experiments.runner.run_cells`: a finished fold is read back,
 an interrupted one continued, a folder holding another config refused; ``jobs > 1`` trains
 folds in parallel processes. ``out_dir/<name>/folds.md`` and ``folds.csv`` get per fold the
 final and best WAR/UAR and the final pruned and corrected counts, and their mean ± std over
@@ -86,8 +86,9 @@ def run_folds(
         ValueError: a dataset without folds, or a config the trainer refuses.
         ExperimentError: a fold folder that holds a run of another config.
     """
-    from d2sp.experiments import Cell, Plan, cell_config, run_cells
-    from d2sp.training import validate_config
+    from d2sp.experiments.cells import Cell, Plan, cell_config
+    from d2sp.experiments.runner import run_cells
+    from d2sp.training.checks import validate_config
     from d2sp.training.folder import remove_run_files
 
     problem = folds_problem(cfg.data, folds)
@@ -113,7 +114,7 @@ def run_folds(
 
 def _fold_row(fold: int, result: dict) -> dict:
     """One fold's figures, read back from its ``summary.json`` (NaN when it failed)."""
-    from d2sp.runs import RunFolderError, read_run
+    from d2sp.runs.folder import RunFolderError, read_run
 
     row = {"fold": fold, "run_dir": result["run_dir"], "status": result["status"]}
     row.update({"error": result["error"], **dict.fromkeys(COLUMNS, math.nan)})

@@ -1,6 +1,6 @@
 """The expression of your own clips: a trained run's model on video files and frame folders.
 
-    rows = predict_paths("runs/dfew", ["a.mp4", "clips/b/", "more.csv"])
+    rows, class_names = predict_clips("runs/dfew", ["a.mp4", "clips/b/", "more.csv"])
     write_predictions(rows, class_names, "predictions.csv")
 
 Inputs are video files (``.mp4 .avi .mov .mkv .webm .m4v``), folders of frame images, or a
@@ -12,7 +12,7 @@ without frames) gets a row with its error; the others are still predicted.
 
 Models trained on DFER datasets (DFEW, FERV39k, MAFW, SynthDFER) saw face crops: frames of a
 raw video should be cropped to the face first, or with ``face_crop=True`` (OpenCV's Haar
-cascade, ``pip install 'd2sp[face]'``; see :mod:`d2sp.facecrop`).
+cascade, ``pip install 'd2sp[face]'``; see :mod:`d2sp.runs.facecrop`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from d2sp.data.frames import IMAGE_SUFFIXES
 from d2sp.data.video import VIDEO_SUFFIXES, is_video
+from d2sp.runs.model import load_run_model, progress_bar
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 FACE_CROP_NOTE = (
@@ -128,7 +129,7 @@ class _SafeClips(Dataset):
             return torch.zeros(self.shape, dtype=torch.uint8), i, text
 
 
-def predict_paths(
+def predict_clips(
     run_dir: str | Path,
     paths,
     *,
@@ -149,10 +150,8 @@ def predict_paths(
         RunFolderError: no run or checkpoint. FaceCropUnavailableError: ``face_crop``
         without OpenCV (the message names the extra to install).
     """
-    from d2sp.evaluation import load_run_model
-
     if face_crop:
-        from d2sp.facecrop import require_cv2
+        from d2sp.runs.facecrop import require_cv2
 
         require_cv2()
     loaded = load_run_model(run_dir, checkpoint=checkpoint)
@@ -160,7 +159,7 @@ def predict_paths(
     rows = [{"path": c.path, "error": c.error, "probs": None} for c in inputs]
     todo = [i for i, c in enumerate(inputs) if not c.error]
     if todo:
-        probs, errors = _predict_clips(
+        probs, errors = _predict_batches(
             loaded, [inputs[i].path for i in todo], batch_size=batch_size, face_crop=face_crop,
             progress=progress, console=console,
         )  # fmt: skip
@@ -173,31 +172,21 @@ def predict_paths(
     return rows, loaded.class_names
 
 
-def _predict_clips(loaded, paths: list[str], *, batch_size, face_crop, progress, console):
+def _predict_batches(loaded, paths: list[str], *, batch_size, face_crop, progress, console):
     """``(probs, errors)``: per path a ``(K,)`` softmax (None on error) and an error text."""
-    from d2sp.config import resolve_workers
     from d2sp.data.annotations import Sample
-    from d2sp.data.dataset import ClipDataset
     from d2sp.data.video import AutoSource
-    from d2sp.evaluation import progress_bar
-    from d2sp.training.loaders import make_loader, to_inputs
+    from d2sp.training.loaders import to_inputs
 
     cfg, model = loaded.cfg, loaded.model
     source = AutoSource()
     if face_crop:
-        from d2sp.facecrop import FaceCropSource
+        from d2sp.runs.facecrop import FaceCropSource
 
         source = FaceCropSource(source)
-    samples = [Sample(path=p, label=0) for p in paths]
-    clips = ClipDataset(
-        samples, train=False, num_frames=cfg.data.num_frames, size=cfg.data.size, seed=cfg.seed,
-        output="uint8", source=source,
-    )  # fmt: skip
+    clips = loaded.clips([Sample(path=p, label=0) for p in paths], source)
     shape = (cfg.data.num_frames, 3, cfg.data.size, cfg.data.size)
-    loader = make_loader(
-        _SafeClips(clips, shape), None, batch_size=batch_size or cfg.optim.batch_size,
-        shuffle=False, seed=cfg.seed, workers=resolve_workers(cfg.data.workers),
-    )  # fmt: skip
+    loader = loaded.loader(_SafeClips(clips, shape), batch_size)
     probs: list = [None] * len(paths)
     errors = [""] * len(paths)
     with progress_bar(console, progress, "predicting") as bar, torch.no_grad():
@@ -227,7 +216,7 @@ def _short_error(text: str, path: str) -> str:
 def write_predictions(
     rows: list[dict], class_names, out: str | Path, *, overwrite: bool = False
 ) -> Path:
-    """Write ``rows`` of :func:`predict_paths` as a CSV: ``path, predicted, predicted_index,
+    """Write ``rows`` of :func:`predict_clips` as a CSV: ``path, predicted, predicted_index,
     p_<class>`` for each of the K classes, ``error``.
 
     Raises:
