@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from d2sp.config import RunConfig
 from d2sp.experiments.cells import Cell, Plan, canonical_overrides, cell_config, format_value
 
-_NAMED_KEYS = ("lam", "tau", "t", "warmup_epochs", "score", "cgp", "fgc", "revisit_pruned")
-
 
 def method_overrides(method: str, base_cfg: RunConfig) -> tuple[str, ...]:
     """Config overrides that turn ``base_cfg`` into a run of purifier mode ``method``: the
@@ -22,8 +20,7 @@ def method_overrides(method: str, base_cfg: RunConfig) -> tuple[str, ...]:
     p = base_cfg.purify
     if method == p.mode:
         return (f"purify.mode={method}",)
-    reset = [f"purify.{k}=null" for k in _NAMED_KEYS if getattr(p, k) is not None]
-    return (f"purify.mode={method}", *reset, *(["purify.options={}"] if p.options else []))
+    return (f"purify.mode={method}", *(["purify.options=null"] if p.options else []))
 
 
 ABLATION_TABLES = ("stages", "lam", "tau", "t")
@@ -110,10 +107,8 @@ def plan_ablation(
         raise ValueError(
             f"tables: expected some of {', '.join(ABLATION_TABLES)}, got {', '.join(tables) or 'none'}"
         )
-    p, paper = base_cfg.purify, purifier_class("paper").defaults
-    base = {
-        k: getattr(p, k) if getattr(p, k) is not None else paper[k] for k in ("lam", "tau", "t")
-    }
+    given, paper = base_cfg.purify.options, purifier_class("paper").defaults
+    base = {k: given[k] if given.get(k) is not None else paper[k] for k in ("lam", "tau", "t")}
     sweeps = {"lam": lams, "tau": taus, "t": ts}
 
     both = _ablation_overrides(base, True, True)
