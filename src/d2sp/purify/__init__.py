@@ -15,6 +15,7 @@ from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
     confident,
 )
 from d2sp.purify.base import Decision, OptionError, Purifier
+from d2sp.purify.loop import run_epoch
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, STATE_NAMES, UNDECIDED, Ledger
 from d2sp.purify.records import Records
 from d2sp.purify.registry import (
@@ -44,5 +45,6 @@ __all__ = [
     "list_modes",
     "purifier_class",
     "register_purifier",
+    "run_epoch",
     "weighted_scores",
 ]
