@@ -77,7 +77,8 @@ class CoteachPurifier(WithPeer, Purifier):
 
     Options:
         forget_rate: the share of each batch left out once the ramp is over, in [0, 1) (the
-            paper sets it to the known noise rate; 0.2 here, its lightest setting).
+            paper sets it to the known noise rate; 0.2 here, the rate of its lightest
+            setting, symmetric 20%).
         num_gradual: epochs over which the share ramps up from 0 (the paper's ``T_k = 10``).
 
     The second network is the mode's (see :mod:`d2sp.purify.peer`): give the optimiser

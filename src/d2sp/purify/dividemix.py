@@ -174,8 +174,8 @@ class DivideMixPurifier(WithPeer, Purifier):
     averaged); suggested label the co-guess, the pair's prediction on the un-augmented view.
     The model you evaluate is your own network (the authors average both networks' outputs).
     Cost per epoch after the warm-up: about 6× one CE run (four no-grad passes for the
-    guesses, two networks trained on twice the batch), plus two no-grad passes over the
-    data for the division (about 2.7× in the warm-up).
+    guesses, two networks trained on twice the batch, two no-grad passes over the data for
+    the division); about 2.7× during the warm-up.
     """
 
     @dataclass(frozen=True)
