@@ -2,6 +2,7 @@
 hand-made numbers, the second network's exchange and bookkeeping, the six-call loop on noisy
 blobs, and an exact resume through the trainer."""
 
+import json
 import math
 import shutil
 
@@ -12,13 +13,16 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from d2sp.purify import create_purifier, purifier_class
+from d2sp import train
+from d2sp.purify import Ledger, create_purifier, purifier_class
 from d2sp.purify import dividemix as dm
 from d2sp.purify.coteach import forget_rate_at, small_loss_selection
 from d2sp.purify.elr import elr_regulariser, elr_target_update
 from d2sp.purify.gce import gce_loss
 from d2sp.purify.ledger import KEPT, PRUNED
 from d2sp.purify.peer import fresh_copy, optimizer_like
+from d2sp.training.checks import check_processes
+from tests.conftest import tiny_config
 from tests.test_plug_and_play import noisy_blobs
 
 PEERS = ["gce", "elr", "coteach", "dividemix"]
@@ -234,9 +238,6 @@ def test_the_peer_optimiser_mirrors_the_users_groups_class_and_frozen_parameters
 
 
 def test_the_trainer_refuses_a_two_network_mode_in_several_processes(tmp_path, synth_root):
-    from d2sp.training.checks import check_processes
-    from tests.conftest import tiny_config
-
     cfg = tiny_config(tmp_path, synth_root, "purify.mode=coteach")
     with pytest.raises(
         ValueError, match="'coteach' trains a second network that is not synchronised"
@@ -412,12 +413,6 @@ def test_a_two_network_mode_resumes_exactly_from_its_state(tmp_path, mode):
 def test_a_killed_run_of_a_two_network_mode_resumes_as_the_uninterrupted_one(
     tmp_path, synth_root, mode
 ):
-    import json
-
-    from d2sp.purify import Ledger
-    from d2sp.training import train
-    from tests.conftest import tiny_config
-
     cfg = tiny_config(tmp_path, synth_root, f"purify.mode={mode}", "name=full")
     train(cfg, progress=False)
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -76,8 +76,8 @@ def check_processes(cfg: RunConfig, world_size: int) -> None:
     if world_size > 1 and purifier_class(cfg.purify.mode).trains_peer:
         raise ValueError(
             f"config refused:\n  purify.mode: {cfg.purify.mode!r} trains a second network that "
-            f"is not synchronised across processes: run it in one process (got {world_size} "
-            "processes; not under torchrun)"
+            f"is not synchronised across processes: run it in one process, not under torchrun "
+            f"(got {world_size} processes)"
         )
 
 
