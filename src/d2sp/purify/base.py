@@ -181,6 +181,9 @@ class Purifier:
     defaults: ClassVar[dict[str, Any]] = {}  # derived from Options
     rescore_view: ClassVar[str] = "train"  # views re-scored: augmented "train" or plain "eval"
     selects_before_training: ClassVar[bool] = False  # see select()
+    # trains a second network (d2sp.purify.peer): needs the optimiser (bind), runs through
+    # batch_loss only, and is refused in a multi-process run
+    trains_peer: ClassVar[bool] = False
 
     def __init__(
         self,
