@@ -18,7 +18,9 @@ width=${3:-1400}
 height=${4:-3000}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [[ -x "$here/.venv/bin/python" ]]; then
+if [[ -n "${PYTHON:-}" ]]; then
+    python=$PYTHON
+elif [[ -x "$here/.venv/bin/python" ]]; then
     python="$here/.venv/bin/python"
 else
     python=$(command -v python3 || true)
