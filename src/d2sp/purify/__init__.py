@@ -8,6 +8,7 @@ Importing this package registers every shipped mode: ``adaptive`` (the recommend
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
+    heldout,
     adaptive,
     paper,
     improved,
