@@ -41,6 +41,7 @@ from d2sp.purify import (
     fine_grained_correction,
     list_modes,
     register_purifier,
+    run_epoch,
 )
 from d2sp.purify.losses import weighted_cross_entropy
 
@@ -116,6 +117,7 @@ __all__ = [
     "register_backbone",
     "register_dataset",
     "register_purifier",
+    "run_epoch",
     "run_folds",
     "save_config",
     "train",

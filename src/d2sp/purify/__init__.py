@@ -3,7 +3,8 @@ stages as pure functions, the records and the ledger.
 
 Importing this package registers every shipped mode: ``adaptive`` (the recommended mode),
 ``paper`` (the method as published), ``d2sp+``, and the baselines ``scn``, ``ce``,
-``oracle``, ``cleanlab``.
+``oracle``, ``cleanlab``, and the noisy-label methods ``gce``, ``elr``, ``coteach`` and
+``dividemix``.
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
@@ -13,8 +14,13 @@ from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
     scn,
     fixed,
     confident,
+    gce,
+    elr,
+    coteach,
+    dividemix,
 )
 from d2sp.purify.base import Decision, OptionError, Purifier
+from d2sp.purify.loop import run_epoch
 from d2sp.purify.ledger import CORRECTED, KEPT, PRUNED, STATE_NAMES, UNDECIDED, Ledger
 from d2sp.purify.records import Records
 from d2sp.purify.registry import (
@@ -44,5 +50,6 @@ __all__ = [
     "list_modes",
     "purifier_class",
     "register_purifier",
+    "run_epoch",
     "weighted_scores",
 ]
