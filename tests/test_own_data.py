@@ -76,13 +76,17 @@ def test_own_class_names_are_documented_and_the_error_points_there(tmp_path):
     root = tmp_path / "mine"
     for i in range(4):
         write_clip(root / "clips" / f"c{i}", 4)
-    (root / "train.csv").write_text("path,label\nclips/c0,positive\nclips/c1,negative\nclips/c2,positive\n")
+    (root / "train.csv").write_text(
+        "path,label\nclips/c0,positive\nclips/c1,negative\nclips/c2,positive\n"
+    )
     with pytest.raises(DataError) as info:
         create_dataset("csv", root=root, csv_file="train.csv")
     message = str(info.value)
     assert "train.csv:2: unknown class name 'positive'" in message, message
     assert "data.options.class_names=" in message and "docs/datasets.md#your-own-classes" in message
-    split = create_dataset("csv", root=root, csv_file="train.csv", class_names=["negative", "positive"])
+    split = create_dataset(
+        "csv", root=root, csv_file="train.csv", class_names=["negative", "positive"]
+    )
     assert split.class_names == ("negative", "positive") and split.labels.tolist() == [1, 0, 1]
     text = (DOCS / "datasets.md").read_text()
     assert "## Your own classes" in text and "class_names=[" in text
@@ -99,10 +103,15 @@ def test_a_num_frames_mismatch_is_a_counted_note_of_the_run(tmp_path):
     assert len(summary["notes"]) == 1 and summary["notes"][0].startswith("2 of 4 rows"), summary
 
 
-def test_ablate_and_compare_take_the_data_flags_and_compare_defaults_to_modes(tmp_path, monkeypatch):
+def test_ablate_and_compare_take_the_data_flags_and_compare_defaults_to_modes(
+    tmp_path, monkeypatch
+):
     seen = []
     for command in ("ablate", "compare"):
-        monkeypatch.setattr(f"d2sp.commands.{command}.run_grid", lambda cfg, plan, **kw: seen.append((cfg, plan, kw)))
+        monkeypatch.setattr(
+            f"d2sp.commands.{command}.run_grid",
+            lambda cfg, plan, **kw: seen.append((cfg, plan, kw)),
+        )
     root = make_dfew(tmp_path / "DFEW")
     for command, config in (("ablate", "dfew-paper"), ("compare", "dfew")):
         result = CliRunner().invoke(app, [command, "-c", config, "--root", str(root),
@@ -157,7 +166,11 @@ def test_the_data_check_lists_every_problem_and_trains_nothing(tmp_path):
     assert result.exit_code == 1, result.output
     table = [line for line in result.output.splitlines() if line.startswith("| train")]
     assert len(table) == 3, result.output
-    for row, what in ((2, "c1/00001.jpg"), (3, "gone: frame folder not found"), (6, "label 9 out of range")):
+    for row, what in (
+        (2, "c1/00001.jpg"),
+        (3, "gone: frame folder not found"),
+        (6, "label 9 out of range"),
+    ):
         assert any(f"train.txt:{row} |" in line and what in line for line in table), (row, table)
     assert "3 problem(s)" in flat(result) and not (tmp_path / "runs").exists()
     clean = list_tree(tmp_path / "clean")
@@ -166,6 +179,11 @@ def test_the_data_check_lists_every_problem_and_trains_nothing(tmp_path):
     result = train(tmp_path, clean, "zero", "optim.epochs=0")
     assert result.exit_code == 0 and "-100" not in result.output, result.output
     assert "no epoch trained" in flat(result), result.output
+    for command in ("report", "export"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "runs" / "zero")])
+        out = flat(result)
+        assert result.exit_code == 2 and "a run of no epoch (optim.epochs=0" in out, out
+        assert "not a run folder" not in out, out
 
 
 def test_predict_refuses_a_text_file_that_is_no_list_with_its_line(tmp_path):
@@ -176,7 +194,9 @@ def test_predict_refuses_a_text_file_that_is_no_list_with_its_line(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "runs" / "p"), str(notes),
                                       "--out", str(tmp_path / "p.csv"), "--no-progress"])  # fmt: skip
     out = flat(result)
-    assert result.exit_code == 2 and f"{notes}:2: " in out and "no video file or frame folder" in out, out
+    assert (
+        result.exit_code == 2 and f"{notes}:2: " in out and "no video file or frame folder" in out
+    ), out
     assert not (tmp_path / "p.csv").exists()
     listed = tmp_path / "some.txt"
     listed.write_text(f"{root / 'clips' / 'c0'}\n{tmp_path / 'missing'}\n")
@@ -197,8 +217,10 @@ def test_an_unknown_device_lists_the_valid_ones(tmp_path):
 def test_dfew_and_mafw_export_the_data_section_and_keep_line_endings(tmp_path, newline):
     dfew = make_dfew(tmp_path / "DFEW", ((1, 1, 5), (2, 4, 3), (3, 7, 4), (4, 2, 4)))
     mafw = make_mafw(tmp_path / "MAFW")
-    for path in (dfew / "label" / "single_trainset_1.csv",
-                 mafw / "Train & Test Set" / "single" / "no_caption" / "set_1" / "train.txt"):
+    for path in (
+        dfew / "label" / "single_trainset_1.csv",
+        mafw / "Train & Test Set" / "single" / "no_caption" / "set_1" / "train.txt",
+    ):
         path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", newline.encode()))
     for name, root in (("dfew", dfew), ("mafw", mafw)):
         result = train(tmp_path, root, name, "--fold", "1", dataset=name, options="data.options={}")

@@ -33,8 +33,12 @@ def video_tree(root: Path, *, bad_test: bool = True) -> Path:
         write_video(root / "clips" / f"t{i}.mp4", 5)
     if bad_test:
         (root / "clips" / "t1.mp4").write_bytes(b"\0" * 64 + b"these bytes are no video")
-    (root / "train.csv").write_text("path,label\n" + "".join(f"clips/c{i}.mp4,{i % 3}\n" for i in range(6)))
-    (root / "test.csv").write_text("path,label\n" + "".join(f"clips/t{i}.mp4,{i % 3}\n" for i in range(3)))
+    (root / "train.csv").write_text(
+        "path,label\n" + "".join(f"clips/c{i}.mp4,{i % 3}\n" for i in range(6))
+    )
+    (root / "test.csv").write_text(
+        "path,label\n" + "".join(f"clips/t{i}.mp4,{i % 3}\n" for i in range(3))
+    )
     return root
 
 
@@ -83,7 +87,8 @@ def test_the_preflight_check_remembers_clips_by_file_stat(tmp_path, monkeypatch)
 
         write_clip(root / "frames" / f"f{i}", 4)
     (root / "mixed.csv").write_text(
-        "path,label\n" + "".join(f"clips/c{i}.mp4,0\n" for i in range(6))
+        "path,label\n"
+        + "".join(f"clips/c{i}.mp4,0\n" for i in range(6))
         + "".join(f"frames/f{i},1\n" for i in range(3))
     )
     opened, decoded = [], []
@@ -138,7 +143,9 @@ def test_a_run_that_stopped_in_its_first_epoch_starts_again_and_resumes_skipping
     assert "train.txt:3: " in (run / "skipped.txt").read_text()
 
     # a run with checkpoints that meets a bad clip later: --resume --skip-bad goes on
-    (root / "clips" / "c2" / "00002.jpg").write_bytes((root / "clips" / "c2" / "00001.jpg").read_bytes())
+    (root / "clips" / "c2" / "00002.jpg").write_bytes(
+        (root / "clips" / "c2" / "00001.jpg").read_bytes()
+    )
     result = cli(tmp_path, root, "later", dataset="list", options=options)
     assert result.exit_code == 0, result.output
     (root / "clips" / "c5" / "00003.jpg").write_bytes(b"\xff\xd8 cut")
@@ -151,7 +158,9 @@ def test_a_run_that_stopped_in_its_first_epoch_starts_again_and_resumes_skipping
 
 def test_a_finished_run_is_still_refused(tmp_path):
     root = bad_tree(tmp_path / "data")
-    (root / "clips" / "c2" / "00002.jpg").write_bytes((root / "clips" / "c2" / "00001.jpg").read_bytes())
+    (root / "clips" / "c2" / "00002.jpg").write_bytes(
+        (root / "clips" / "c2" / "00001.jpg").read_bytes()
+    )
     options = "data.options={list_file: '{split}.txt', num_classes: 3}"
     assert cli(tmp_path, root, "done", dataset="list", options=options).exit_code == 0
     result = cli(tmp_path, root, "done", dataset="list", options=options)
@@ -200,7 +209,12 @@ split = create_dataset("csv", root=root, csv_file="train.csv", check="sampled", 
                        cache_dir=root.parent / "cache", cache_size=8)
 print(len(split))
 """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and done.stdout.split()[-1] == "6", done.stdout + done.stderr

@@ -29,7 +29,8 @@ def check(
     root: str = typer.Option(None, help="Dataset root folder (data.root)"),
     fold: int = typer.Option(None, help="Fold for datasets that have them (data.fold)"),
     level: str = typer.Option(
-        None, help="Check level: list, first, sampled, full [the config's data.options.check, "
+        None,
+        help="Check level: list, first, sampled, full [the config's data.options.check, "
         "else auto: first]",
     ),  # fmt: skip
 ) -> None:

@@ -39,7 +39,9 @@ def stat_signature(paths: Iterable[str], extra: str = "") -> str | None:
             st = os.stat(path)
         except OSError:
             return None
-        digest.update(f"|{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode())
+        digest.update(
+            f"|{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
+        )
     return digest.hexdigest()[:20]
 
 

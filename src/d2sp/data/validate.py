@@ -18,6 +18,7 @@ Check levels (``check=``), and what each costs per clip:
     opening its container, counting its frames and decoding its first frame; for a frame
     folder, decoding its first frame. A video that cannot be opened stops the run before
     its first epoch (or, with ``skip_bad``, is skipped and listed) instead of after one.
+    About 0.8 ms per 112² frame folder and 3.5 ms per 32-frame 112² mp4 on 2 busy cores.
 ``"sampled"``
     ``"list"`` plus, for frame folders, reading the 16 frames that testing samples
     (segment centres), checking the JPEG start and end markers (a truncated JPEG has no
@@ -29,8 +30,8 @@ Check levels (``check=``), and what each costs per clip:
     per 224² JPEG frame, the cost of one epoch of decoding. Catches bad frames that random
     training offsets would hit and the sampled check misses.
 
-Every level but ``"list"`` runs in ``workers`` threads and remembers the clips that passed
-by the stat of the files it read (:mod:`d2sp.data.checked`): checking the same clips again
+Every level runs in ``workers`` threads; every level but ``"list"`` remembers the clips that
+passed by the stat of the files it read (:mod:`d2sp.data.checked`): checking the same clips again
 decodes nothing (a few stat calls per clip), and a clip whose files changed is checked
 again.
 
