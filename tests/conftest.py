@@ -1,5 +1,7 @@
 """Shared fixtures: one tiny SynthDFER for the whole session, and the tiny run configs."""
 
+import os
+
 import pytest
 
 from d2sp.config import load_config
@@ -35,6 +37,19 @@ def tiny_config(tmp_path, synth_root, *extra):
     modes = [e for e in extra if e.startswith("purify.mode=")]
     base = TINY if not modes or modes[-1] == "purify.mode=paper" else TINY_DATA
     return load_config(None, [*base, f"data.root={synth_root}", f"out_dir={tmp_path}", *extra])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The user cache folder (``$D2SP_CACHE``: the record of checked clips, generated data)
+    is a temporary folder, never the user's own; subprocesses inherit it."""
+    old = os.environ.get("D2SP_CACHE")
+    os.environ["D2SP_CACHE"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield
+    if old is None:
+        os.environ.pop("D2SP_CACHE", None)
+    else:
+        os.environ["D2SP_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

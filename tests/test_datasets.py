@@ -173,13 +173,15 @@ def test_dfew_bad_clips_raise_or_are_skipped_and_counted(tmp_path):
     with pytest.raises(DataError, match=r"single_trainset_1.csv:3: .*has no images"):
         create_dataset("dfew", root=root, split="train", fold=1)
     (frames / "00002").rmdir()
-    # without skip_bad only listing is checked: the truncated frame fails at training time
-    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True, check="list")
-    assert len(split.samples) == 3 and len(split.skipped) == 2
+    # the listing and the first frames do not reach frame 2: it fails at training time
+    for check in ("list", "auto", "first"):
+        split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True,
+                               check=check)  # fmt: skip
+        assert len(split.samples) == 3 and len(split.skipped) == 2
     with pytest.raises(DataError, match=r"single_trainset_1.csv:5: .*cannot decode image"):
         ClipDataset(split.samples, num_frames=4, size=8, train=False)[1]
-    # skip_bad checks the sampled frames by default
-    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True)
+    # the sampled check decodes the frames testing samples
+    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True, check="sampled")
     assert [s.meta["video_id"] for s in split.samples] == ["00001", "00005"]
     assert [s.label for s in split.samples] == [0, 4]
     assert len(split.skipped) == 3
@@ -194,7 +196,7 @@ def test_full_check_decodes_every_frame(tmp_path):
     root = make_dfew(tmp_path, ((1, 1, 40), (2, 2, 5)))
     bad = root / "clip_224x224" / "00001" / "00001_00005.jpg"  # not a test-time centre
     bad.write_bytes(b"\xff\xd8garbage\xff\xd9")
-    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True)
+    split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True, check="sampled")
     assert len(split.samples) == 2  # the sampled check does not read frame 4
     split = create_dataset("dfew", root=root, split="train", fold=1, skip_bad=True, check="full")
     assert len(split.samples) == 1 and "00001_00005.jpg: cannot decode image" in split.skipped[0]
@@ -477,7 +479,7 @@ def test_registry_names_options_and_errors(tmp_path):
         create_dataset("dfew", root=tmp_path, split="val", fold=1)
     with pytest.raises(ValueError, match="root: expected an existing folder"):
         create_dataset("dfew", root=tmp_path / "missing", fold=1)
-    with pytest.raises(ValueError, match="check: expected 'auto' or one of list, sampled, full"):
+    with pytest.raises(ValueError, match="check: expected 'auto' or one of list, first, sampled, full"):
         make_dfew(tmp_path / "d")
         create_dataset("dfew", root=tmp_path / "d", fold=1, check="deep")
 

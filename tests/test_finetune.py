@@ -122,3 +122,45 @@ def test_model_without_encoder():
     with pytest.raises(ValueError, match="expected a model with a frame encoder"):
         parameter_groups(lin, lr=0.1, freeze_encoder=True)
     assert lin.weight.requires_grad  # a refused freeze changes nothing
+
+
+# --------------------------------------------------------- fine-tuning from one's own run
+
+
+def test_a_run_trained_on_dfew_is_fine_tuned_on_mafw_with_another_head(tmp_path):
+    from typer.testing import CliRunner
+
+    from d2sp.cli import app
+    from tests.conftest import TINY_TREE
+    from tests.test_datasets import make_dfew, make_mafw
+
+    def train(dataset, root, name, *extra):
+        args = ["train", "--dataset", dataset, "--root", str(root), "--fold", "1", "--name", name,
+                "--out-dir", str(tmp_path / "runs"), "--no-progress", *TINY_TREE, *extra]  # fmt: skip
+        return CliRunner().invoke(app, args)
+
+    dfew = make_dfew(tmp_path / "DFEW", ((1, 1, 5), (2, 4, 3), (3, 7, 4), (4, 2, 4)))
+    assert train("dfew", dfew, "dfew").exit_code == 0
+    best = tmp_path / "runs" / "dfew" / "best.pt"
+    mafw = make_mafw(tmp_path / "MAFW")
+    result = train("mafw", mafw, "mafw", "--pretrained", str(best))
+    assert result.exit_code == 0, result.output
+    # what the fine-tuning run started from: DFEW's backbone and an 11-class head of its own
+    source = torch.load(best, map_location="cpu", weights_only=True)["model"]
+    model = create_model("r18_lstm", num_classes=11, width=4, lstm_hidden=8, pretrained=best)
+    for key, value in model.backbone.state_dict().items():
+        torch.testing.assert_close(value, source[f"backbone.{key}"], msg=key)
+    assert model.head.fc.weight.shape[0] == 11 and source["head.fc.weight"].shape[0] == 7
+    again = create_model("r18_lstm", num_classes=11, width=4, lstm_hidden=8,
+                         pretrained=tmp_path / "runs" / "dfew")  # fmt: skip
+    torch.testing.assert_close(again.backbone.state_dict(), model.backbone.state_dict())
+
+    notes = tmp_path / "some.txt"
+    notes.write_text("not weights at all\n")
+    for wrong, said in ((notes, "not a weights file"), (tmp_path / "gone.pt", "no such weights file")):
+        result = train("mafw", mafw, f"wrong-{said[:6]}", "--pretrained", str(wrong))
+        out = " ".join(result.output.split())
+        assert result.exit_code == 2 and f"{wrong}: {said}" in out, out
+        assert "Traceback" not in out and "KeyError" not in out.split(said)[0], out
+    result = train("mafw", mafw, "other", "--pretrained", str(best), "model.options={width: 8, lstm_hidden: 8}")
+    assert result.exit_code == 2 and "shape mismatch" in result.output, result.output

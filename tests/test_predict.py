@@ -71,7 +71,7 @@ def test_bad_inputs_get_their_error_and_the_others_run(trained, synth_root, tmp_
     assert rows[str(tmp_path / "nope")]["error"] == "not found"
     assert "folder without frame images" in rows[str(empty)]["error"]
     assert "cannot" in rows[str(broken)]["error"] and rows[str(broken)]["predicted"] == ""
-    assert rows[str(tmp_path / "in" / "missing_clip")]["error"] == "not found"
+    assert rows[str(tmp_path / "in" / "missing_clip")]["error"] == f"{listed}:3: not found"
     for ok in (good, video):
         assert rows[str(ok)]["error"] == "" and rows[str(ok)]["predicted"]
     again, out = predict(trained, good, "--out", out_csv)

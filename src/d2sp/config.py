@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,9 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` strings (value parsed as YAML) to nested plain values.
 
+    A value that starts with a file-name template (``{split}.txt``, ``{fold}/{split}.csv``),
+    which YAML would read as a mapping or refuse, is taken as the string it is.
+
     Raises:
         ConfigError: an override that is not ``key=value``, a value that is not valid YAML,
             or a key through a non-section; the message starts with ``override '...'``.
@@ -236,13 +240,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value, e.g. purify.lam=0.7")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            reason = " ".join(str(getattr(e, "problem", None) or e).split())
-            raise ConfigError(
-                f"override {item!r}: the value {raw!r} is not valid YAML ({reason})"
-            ) from None
+        value = _override_value(item, raw)
         node = values
         key = _canonical_key(key.strip())
         parts = key.split(".")
@@ -258,6 +256,32 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
                 value = {**old, **value}
         node[parts[-1]] = value
     return values
+
+
+_TEMPLATE = re.compile(r"^\s*\{(split|fold)\}")
+QUOTE_HINT = (
+    "a value holding {split} or {fold} is quoted inside a YAML mapping: "
+    "data.options={list_file: '{split}.txt'}"
+)
+FILE_QUOTE_HINT = (
+    "; in a YAML file, quote a value that starts with {split} or {fold}: "
+    "list_file: '{split}.txt'"
+)
+
+
+def _override_value(item: str, raw: str):
+    """The YAML value of an override's ``raw`` text (a leading ``{split}``/``{fold}``
+    template: the string itself)."""
+    if _TEMPLATE.match(raw):
+        return raw.strip()
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        reason = " ".join(str(getattr(e, "problem", None) or e).split())
+        hint = f"; {QUOTE_HINT}" if re.search(r"\{(split|fold)\}", raw) else ""
+        raise ConfigError(
+            f"override {item!r}: the value {raw!r} is not valid YAML ({reason}){hint}"
+        ) from None
 
 
 def _override_key(item: str) -> str:
@@ -297,10 +321,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
+        text = path.read_text()
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+            hint = FILE_QUOTE_HINT if re.search(r"\{(split|fold)\}", text) else ""
+            raise ConfigError(f"{path}: not valid YAML ({e}){hint}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     overrides = list(overrides or [])

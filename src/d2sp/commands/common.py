@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from d2sp.config import ConfigError, RunConfig, load_config
 
-console = Console()
+console = Console(soft_wrap=True)  # long lines stay whole in logs (no wrap at 80 columns)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -37,6 +37,24 @@ def resolve_config(config: str | None, overrides: list[str] | None, flags: dict 
         path = Path(config) if Path(config).suffix in (".yaml", ".yml") else packaged_config(config)
     extra = [f"{k}={v}" for k, v in (flags or {}).items() if v is not None]
     return load_config(path, [*extra, *(overrides or [])])
+
+
+def run_flags(
+    *, dataset=None, root=None, fold=None, model=None, pretrained=None, epochs=None,
+    name=None, out_dir=None, skip_bad=None,
+) -> dict:
+    """The config keys of the shortcut flags that ``train``, ``ablate`` and ``compare``
+    share (``--root`` is ``data.root``, ...), for :func:`resolve_config`."""
+    return {
+        "data.dataset": dataset, "data.root": root, "data.fold": fold, "model.name": model,
+        "model.pretrained": pretrained, "optim.epochs": epochs, "name": name,
+        "out_dir": out_dir, "data.skip_bad": None if skip_bad is None else str(skip_bad).lower(),
+    }  # fmt: skip
+
+
+def flag_overrides(flags: dict, overrides: list[str] | None = None) -> list[str]:
+    """``key=value`` of the flags that were given, then ``overrides``."""
+    return [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides or [])
 
 
 def parse_list(text: str, kind, option: str) -> list:

@@ -69,7 +69,7 @@ def prepare(
     max_frames: int = typer.Option(None, help="Keep at most this many frames per clip"),
     workers: int = typer.Option(os.cpu_count() or 1, help="Decode/encode processes"),
     skip_bad: bool = typer.Option(False, "--skip-bad/--no-skip-bad", help="Skip bad clips"),
-    check: str = typer.Option("auto", help="Build-time check: auto, list, sampled, full"),
+    check: str = typer.Option("auto", help="Build-time check: auto (first), list, first, sampled, full"),
     force: bool = typer.Option(False, help="Rebuild even if the cache is current"),
     option: list[str] = typer.Option(
         None, "--option", "-o", help="Dataset option KEY=VALUE, repeatable (frames=clip_112x112)"

@@ -80,6 +80,13 @@ def format_name(template: str | PathLike, *, split: str, fold: int | None) -> st
     return text.replace("{split}", split).replace("{fold}", str(fold))
 
 
+def pick_split_file(split: str, split_file, train_split_file, test_split_file):
+    """The split file option that names ``split``'s file: ``train_split_file`` or
+    ``test_split_file`` when given, else ``split_file`` (None: the official one)."""
+    chosen = train_split_file if split == "train" else test_split_file
+    return chosen if chosen is not None else split_file
+
+
 def resolve_file(path: str | PathLike, root: Path, *, what: str) -> Path:
     """An annotation file given absolute, relative to ``root`` or to the working directory."""
     p = Path(path)

@@ -24,7 +24,13 @@ import csv
 from pathlib import Path
 
 from d2sp.data.annotations import Sample
-from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_file
+from d2sp.data.common import (
+    DatasetSplit,
+    format_name,
+    pick_split_file,
+    require_fold,
+    resolve_file,
+)
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, dfew_label
 from d2sp.data.registry import register_dataset
@@ -107,6 +113,8 @@ def dfew(
     skip_bad: bool = False,
     frames: str = "clip_224x224",
     split_file: str | None = None,
+    train_split_file: str | None = None,
+    test_split_file: str | None = None,
     check: str = "auto",
     workers: int = 8,
 ) -> DatasetSplit:
@@ -120,10 +128,15 @@ def dfew(
             ``"my_{split}_{fold}.csv"``. Without ``{split}`` one file serves both splits:
             the trainer refuses that (the test figures would be on training data) unless
             ``data.allow_shared_test=true``.
-        check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
+        train_split_file, test_split_file: one split's csv (e.g. a cleaned training
+            annotation that ``d2sp export`` wrote), instead of ``split_file`` or the
+            official one for that split.
+        check: ``auto`` (``first``), ``list``, ``first``, ``sampled`` or ``full``
+            (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
     """
     fold = require_fold("dfew", fold)
+    split_file = pick_split_file(split, split_file, train_split_file, test_split_file)
     if split_file is not None:
         path = resolve_file(format_name(split_file, split=split, fold=fold), root, what="dfew")
     else:

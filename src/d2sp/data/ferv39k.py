@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from d2sp.data.annotations import Sample, read_list_file
-from d2sp.data.common import DatasetSplit, format_name, resolve_file
+from d2sp.data.common import DatasetSplit, format_name, pick_split_file, resolve_file
 from d2sp.data.frames import DataError
 from d2sp.data.labels import DFER_CLASSES, FERV39K_EMOTIONS, ferv39k_label
 from d2sp.data.registry import register_dataset
@@ -133,6 +133,8 @@ def ferv39k(
     skip_bad: bool = False,
     list_file: str | None = None,
     split_file: str | None = None,
+    train_split_file: str | None = None,
+    test_split_file: str | None = None,
     frames: str = "2_ClipsforFaceCrop",
     check: str = "auto",
     workers: int = 8,
@@ -148,13 +150,15 @@ def ferv39k(
             ``split_file`` one file serves both splits: the trainer refuses that (the test
             figures would be on training data) unless ``data.allow_shared_test=true``.
         frames: folder of ``<Scene>/<Emotion>/<id>/`` under ``root``.
-        check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
+        check: ``auto`` (``first``), ``list``, ``first``, ``sampled`` or ``full``
+            (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
     """
     if fold is not None:
         raise ValueError(f"ferv39k: has no folds (one official train/test split), got fold={fold!r}")
     problems = Problems(skip_bad=skip_bad)
     clips_dir = root / frames if (root / frames).is_dir() else root
+    split_file = pick_split_file(split, split_file, train_split_file, test_split_file)
     if list_file is not None:
         path = resolve_file(format_name(list_file, split=split, fold=None), root, what="ferv39k")
         samples = read_ferv39k_list(path, root, problems)

@@ -37,6 +37,11 @@ from d2sp.data.registry import register_dataset
 from d2sp.data.validate import Problems, check_clips, drop_duplicates, require_samples
 from d2sp.data.video import AutoSource
 
+CLASS_HINT = (
+    "; name your own classes, in label order, with data.options.class_names=[name, ...] "
+    "(docs/datasets.md#your-own-classes)"
+)
+
 
 def resolve_classes(
     class_names: Sequence[str] | str | None, num_classes: int | None
@@ -110,7 +115,11 @@ def list_dataset(
         option="list",
     )
     problems = Problems(skip_bad=skip_bad)
-    samples = read_list_file(path, root=root, num_classes=len(classes), on_error=problems.report)
+
+    def bad_row(where: str, reason: str) -> None:
+        problems.report(where, reason + (CLASS_HINT if "out of range" in reason else ""))
+
+    samples = read_list_file(path, root=root, num_classes=len(classes), on_error=bad_row)
     return _finish("list", root, split, fold, samples, problems, path, classes, check, workers)
 
 
@@ -140,7 +149,7 @@ def read_csv_file(
             try:
                 label = class_index(row[il], classes)
             except ValueError as e:
-                problems.report(where, str(e))
+                problems.report(where, f"{e}{CLASS_HINT}")
                 continue
             meta = {c: row[i] for i, c in enumerate(columns) if i not in (ip, il)}
             full = clip if os.path.isabs(clip) else str(root / clip)

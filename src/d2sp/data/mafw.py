@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2sp.data.annotations import Sample
-from d2sp.data.common import DatasetSplit, format_name, require_fold, resolve_file
+from d2sp.data.common import (
+    DatasetSplit,
+    format_name,
+    pick_split_file,
+    require_fold,
+    resolve_file,
+)
 from d2sp.data.frames import DataError
 from d2sp.data.labels import MAFW_CLASSES, mafw_label
 from d2sp.data.registry import register_dataset
@@ -232,6 +238,8 @@ def mafw(
     fold: int | None,
     skip_bad: bool = False,
     split_file: str | None = None,
+    train_split_file: str | None = None,
+    test_split_file: str | None = None,
     label_file: str | None = "single_label.txt",
     media: str = "frames",
     frames: str = "data/frames",
@@ -248,16 +256,21 @@ def mafw(
             be None. Without ``{split}`` one file serves both splits: the trainer refuses
             that (the test figures would be on training data) unless
             ``data.allow_shared_test=true``.
+        train_split_file, test_split_file: one split's file (e.g. a cleaned training
+            split file that ``d2sp export`` wrote), instead of ``split_file`` or the
+            official one for that split.
         label_file: labels of every clip, relative to ``root``; used when present (needed
             when the split rows carry no label). None to ignore it.
         media: ``"frames"`` (folders ``<frames>/<id>/``) or ``"video"`` (``<videos>/<id>.mp4``
             decoded with PyAV).
         frames, videos: folders under ``root`` (or absolute).
-        check: ``auto``/``list``/``sampled``/``full`` (see :mod:`d2sp.data.validate`).
+        check: ``auto`` (``first``), ``list``, ``first``, ``sampled`` or ``full``
+            (see :mod:`d2sp.data.validate`).
         workers: threads for the checks.
     """
     if media not in MEDIA:
         raise ValueError(f"media: expected one of {', '.join(MEDIA)}, got {media!r}")
+    split_file = pick_split_file(split, split_file, train_split_file, test_split_file)
     path, fold = _split_path(root, split, fold, split_file)
     media_dir = _media_dir(root, media, frames, videos)
     problems = Problems(skip_bad=skip_bad)

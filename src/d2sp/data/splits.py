@@ -8,14 +8,14 @@ import warnings
 from pathlib import Path
 
 from d2sp.data.common import DatasetSplit
-from d2sp.data.registry import create_dataset
+from d2sp.data.registry import create_dataset, dataset_options
 from d2sp.data.validate import DataWarning
 
 # options naming an annotation file: (any split, train only, test only)
 FILE_OPTIONS = (
     ("list_file", "train_list", "test_list"),
     ("csv_file", "train_csv", "test_csv"),
-    ("split_file", None, None),
+    ("split_file", "train_split_file", "test_split_file"),
 )
 ALLOW = "data.allow_shared_test=true"
 
@@ -63,7 +63,13 @@ def shared_file_problem(data_cfg) -> str | None:
     they do not): an option without ``{split}`` that serves both splits, or a train and a
     test option naming one file."""
     options = data_cfg.options
+    try:
+        takes = dataset_options(data_cfg.dataset)
+    except ValueError:  # an unknown dataset: refused elsewhere, by name
+        takes = None
     for any_key, train_key, test_key in _file_groups(data_cfg):
+        if takes is not None and train_key not in takes:
+            train_key = test_key = None  # never suggest an option the dataset does not take
         train = options.get(train_key) if train_key else None
         test = options.get(test_key) if test_key else None
         train = train if train is not None else options.get(any_key)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from d2sp.data.annotations import read_list_file
+from d2sp.data.checked import user_cache_dir
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import FolderSource
 from d2sp.data.labels import DFER_CLASSES
@@ -20,7 +20,7 @@ _NOT_PART_OF_THE_DATA = ("workers", "progress")
 
 def cache_dir() -> Path:
     """The user cache folder: ``$D2SP_CACHE`` or ``~/.cache/d2sp``."""
-    return Path(os.environ.get("D2SP_CACHE", Path.home() / ".cache" / "d2sp"))
+    return user_cache_dir()
 
 
 def synthdfer_root(options: dict) -> Path:

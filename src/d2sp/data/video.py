@@ -61,6 +61,17 @@ def _count_frames(path: str, container, stream) -> int:
     return n
 
 
+def _rgb(frame) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a decoded frame, converted in this thread: swscale's slice
+    threads (PyAV's default) belong to a converter cached per thread, which a forked
+    process (a DataLoader worker, a cache build's pool) inherits without its threads and
+    then waits on forever."""
+    try:
+        return frame.to_ndarray(format="rgb24", threads=1)
+    except TypeError:  # a PyAV without reformat(threads=): no slice threads either
+        return frame.to_ndarray(format="rgb24")
+
+
 def _decode(path: str, indices: np.ndarray | None, *, threads: int) -> np.ndarray:
     """Decode frames ``indices`` (all when None) -> ``(T, H, W, 3)`` uint8.
 
@@ -82,7 +93,7 @@ def _decode(path: str, indices: np.ndarray | None, *, threads: int) -> np.ndarra
             for i, frame in enumerate(container.decode(stream)):
                 final = (i, frame)
                 if wanted is None or i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+                    got[i] = _rgb(frame)  # (H, W, 3)
                 if last is not None and i >= last:
                     break
         except _DECODE_ERRORS as e:
@@ -90,7 +101,7 @@ def _decode(path: str, indices: np.ndarray | None, *, threads: int) -> np.ndarra
         if final is None:
             raise DataError(f"{path}: no decodable frames in the video")
         if final[0] not in got:
-            got[final[0]] = final[1].to_ndarray(format="rgb24")
+            got[final[0]] = _rgb(final[1])
     finally:
         container.close()
     if indices is None:

@@ -104,7 +104,8 @@ def run_folds(
         for k in folds:
             remove_run_files(out / f"fold{k}")
     results = run_cells(
-        cfg, plan, out_dir=out, runs_dir="", jobs=jobs, progress=progress, console=console
+        cfg, plan, out_dir=out, runs_dir="", jobs=jobs, progress=progress, console=console,
+        elsewhere="give another --name or --out-dir, replace them with --overwrite,",
     )
     rows = [_fold_row(k, r) for k, r in zip(folds, results, strict=True)]
     summary = fold_summary(rows)

@@ -132,6 +132,20 @@ def plan_ablation(
     return Plan(cells, skipped)
 
 
+# the baselines a comparison runs by default, those of them that are registered
+BASELINES = ("ce", "scn", "cleanlab", "gce", "elr", "coteach", "dividemix")
+
+
+def default_methods() -> list[str]:
+    """The methods ``d2sp compare`` runs without ``--methods``: the registered baselines of
+    :data:`BASELINES`, then the recommended mode (the default ``purify.mode``)."""
+    from d2sp.config import PurifyConfig
+    from d2sp.purify import list_modes
+
+    known = list_modes()
+    return [m for m in BASELINES if m in known] + [PurifyConfig().mode]
+
+
 def plan_comparison(
     base_cfg: RunConfig,
     *,

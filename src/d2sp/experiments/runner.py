@@ -111,7 +111,7 @@ def _distinct_runs(
     return runs
 
 
-def _run_states(runs: dict[str, tuple[RunConfig, Path]]) -> dict[str, str]:
+def _run_states(runs: dict[str, tuple[RunConfig, Path]], elsewhere: str) -> dict[str, str]:
     """State of each run folder (see :func:`_run_state`); refuses folders of another config."""
     conflicts, state = [], {}
     for slug, (cfg, run_dir) in runs.items():
@@ -122,8 +122,8 @@ def _run_states(runs: dict[str, tuple[RunConfig, Path]]) -> dict[str, str]:
         state[slug] = _run_state(run_dir)
     if conflicts:
         raise ExperimentError(
-            "run folders hold runs of a different config (not overwritten; use another "
-            "--out or remove them):\n  " + "\n  ".join(conflicts)
+            f"run folders hold runs of a different config (not overwritten; {elsewhere} "
+            "or remove them):\n  " + "\n  ".join(conflicts)
         )
     return state
 
@@ -240,6 +240,7 @@ def run_cells(
     progress: bool = True,
     console: Console | None = None,
     runs_dir: str = "runs",
+    elsewhere: str = "use another --out",
 ) -> list[dict]:
     """Train every distinct run of ``cells`` (once each) and return one result per cell.
 
@@ -247,7 +248,8 @@ def run_cells(
     a cell's ``folder`` is its slug when given). A folder with ``summary.json`` and the
     same config is read back, not retrained; one with ``last.pt`` but no summary is
     continued (``resume=True``); one whose saved config differs raises
-    :class:`ExperimentError` before anything is trained. ``jobs > 1`` trains that many
+    :class:`ExperimentError` before anything is trained (``elsewhere`` says in it how to
+    name another folder, e.g. ``"use another --out"``). ``jobs > 1`` trains that many
     runs at a time in spawned processes, each with ``cpu_count // jobs`` torch threads.
     ``runner(cfg, run_dir=, resume=, progress=, console=)`` does the training (default
     :func:`train_runner`); it must be a module-level function when ``jobs > 1``.
@@ -263,7 +265,7 @@ def run_cells(
         raise ValueError(f"jobs: expected an integer >= 1, got {jobs}")
     out_dir = Path(out_dir)
     runs = _distinct_runs(base_cfg, cells, out_dir, runs_dir)
-    state = _run_states(runs)
+    state = _run_states(runs, elsewhere)
     (out_dir / runs_dir).mkdir(parents=True, exist_ok=True)
     gts = _ground_truths(runs, console)
 

@@ -16,6 +16,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from os import PathLike
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,8 +31,8 @@ _SHOW = 5  # key names shown in a report
 _WRAPPERS = (DataParallel, DistributedDataParallel)
 
 
-def frame_encoder_of(obj: nn.Module) -> nn.Module:
-    """The frame encoder inside a :class:`~d2sp.models.dfer.DFERModel`, a backbone, or itself.
+def backbone_of(obj: nn.Module) -> nn.Module:
+    """The backbone of a :class:`~d2sp.models.dfer.DFERModel` (else ``obj`` itself).
 
     A ``DistributedDataParallel``/``DataParallel`` wrapper (``.module``) or a
     ``torch.compile`` wrapper (``._orig_mod``) is looked through.
@@ -45,6 +46,13 @@ def frame_encoder_of(obj: nn.Module) -> nn.Module:
         obj = inner
     if hasattr(obj, "backbone") and isinstance(obj.backbone, nn.Module):
         obj = obj.backbone
+    return obj
+
+
+def frame_encoder_of(obj: nn.Module) -> nn.Module:
+    """The frame encoder inside a :class:`~d2sp.models.dfer.DFERModel`, a backbone, or itself
+    (wrappers looked through as by :func:`backbone_of`)."""
+    obj = backbone_of(obj)
     enc = getattr(obj, "encoder", None)
     return enc if isinstance(enc, nn.Module) else obj
 
@@ -66,17 +74,55 @@ def _clean_state_dict(sd: object, label: str) -> dict[str, torch.Tensor]:
     return out
 
 
+WHAT = (
+    "expected imagenet, clip, a state-dict file, or a d2sp run's checkpoint "
+    "(runs/NAME/best.pt, or the run folder)"
+)
+
+
+def is_run_checkpoint(obj: object) -> bool:
+    """Whether ``obj`` (a loaded file) is a d2sp run's checkpoint (``best.pt``/``last.pt``:
+    the whole model's state under ``"model"`` with the run's ``"config"``)."""
+    return isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping) and isinstance(
+        obj.get("config"), Mapping
+    )
+
+
+def read_weights(source: str | PathLike) -> tuple[str, object]:
+    """``(label, what the file holds)`` of a weights file (a run folder: its ``best.pt``).
+
+    Raises:
+        ValueError: no such file, or one torch cannot read as weights (a text file, a
+            truncated download), naming it and what is expected.
+    """
+    path = Path(source)
+    if path.is_dir() and (path / "best.pt").is_file():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise ValueError(f"{source}: no such weights file; {WHAT}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise ValueError(f"{path}: not a weights file (torch.load failed: {reason}); {WHAT}") from None
+    if is_run_checkpoint(obj):
+        name = obj["config"].get("model", {}).get("name", "?")
+        return f"{path} (a d2sp run checkpoint of {name})", obj
+    return str(path), obj
+
+
 def _resolve_source(
     source: str | PathLike | Mapping[str, torch.Tensor], encoder: nn.Module
-) -> tuple[str, dict[str, torch.Tensor]]:
-    """``(label for messages, cleaned state dict)`` from a path, a mapping or a kind."""
+) -> tuple[str, dict[str, torch.Tensor], bool]:
+    """``(label for messages, cleaned state dict, whether it is a d2sp run's checkpoint)``
+    from a path, a mapping or a kind."""
     if isinstance(source, Mapping):
-        return "state dict", _clean_state_dict(source, "state dict")
+        return "state dict", _clean_state_dict(source, "state dict"), False
     if isinstance(source, str) and source in KINDS:
         label, sd = fetch_state_dict(encoder, source)
-        return label, _clean_state_dict(sd, label)
-    sd = torch.load(source, map_location="cpu", weights_only=True)
-    return str(source), _clean_state_dict(sd, str(source))
+        return label, _clean_state_dict(sd, label), False
+    label, sd = read_weights(source)
+    return label, _clean_state_dict(sd, label), is_run_checkpoint(sd)
 
 
 def _is_classifier_key(key: str, encoder: nn.Module) -> bool:
@@ -147,6 +193,10 @@ def load_pretrained(
       ``pip install 'd2sp[pretrained]'``; see :mod:`d2sp.models.pretrained_sources`);
     - a path (``str`` or ``PathLike``) of a state dict file (``torch.load(...,
       weights_only=True)``); a file literally named ``imagenet`` is ``"./imagenet"``;
+    - a d2sp run's checkpoint (``runs/NAME/best.pt`` or ``last.pt``, or the run folder for
+      its ``best.pt``): its whole backbone is loaded (frame encoder and temporal model),
+      the head (classifier, weight branch) is not, so the new run may have another number
+      of classes (train on DFEW, fine-tune on MAFW);
     - a state dict already in memory (a mapping of names to tensors).
 
     A file or mapping may hold the state dict itself or wrap it under ``"state_dict"`` or
@@ -167,21 +217,26 @@ def load_pretrained(
         encoder (classifier keys excluded on both sides).
 
     Raises:
-        ValueError: nothing matched (weights of another architecture), a shape mismatch
-            (names the key and both shapes), no published weights of that kind for this
-            encoder, or ``strict`` and keys differ.
+        ValueError: no such file or one torch cannot read, nothing matched (weights of
+            another architecture), a shape mismatch (names the key and both shapes), no
+            published weights of that kind for this encoder, or ``strict`` and keys differ.
         PretrainedUnavailableError: (an ``ImportError`` and a ``RuntimeError``)
             ``"imagenet"``/``"clip"`` without the library installed or importable.
         PretrainedDownloadError: (a ``RuntimeError``) the library failed to fetch them.
     """
     encoder = frame_encoder_of(backbone_or_model)
-    target = encoder.state_dict()
-    label, src = _resolve_source(source, encoder)
-    adapt = getattr(encoder, "adapt_state_dict", None)
-    if adapt is not None:
-        src = adapt(src)
-    src = {k: v for k, v in src.items() if not _is_classifier_key(k, encoder)}
-    _resample_vit_pos_embed(src, target, encoder, label)
+    label, src, whole = _resolve_source(source, encoder)
+    if whole:  # a d2sp run: its whole backbone (frame encoder, temporal model); a new head
+        encoder = backbone_of(backbone_or_model)
+        target = encoder.state_dict()
+        src = {k[len("backbone.") :]: v for k, v in src.items() if k.startswith("backbone.")}
+    else:
+        target = encoder.state_dict()
+        adapt = getattr(encoder, "adapt_state_dict", None)
+        if adapt is not None:
+            src = adapt(src)
+        src = {k: v for k, v in src.items() if not _is_classifier_key(k, encoder)}
+        _resample_vit_pos_embed(src, target, encoder, label)
 
     matched, missing, unexpected = _match(src, target, encoder, label)
     if strict and (missing or unexpected):

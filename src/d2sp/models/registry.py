@@ -76,7 +76,8 @@ def create_model(
             :func:`~d2sp.models.pretrained.load_pretrained`: ``"imagenet"`` (ResNet, VGG,
             ViT backbones) or ``"clip"`` (``clip_vit``) fetch the published weights through
             torchvision / timm / open_clip (``pip install 'd2sp[pretrained]'``); a path or
-            a state dict loads saved weights. Missing or unexpected keys warn.
+            a state dict loads saved weights; a d2sp run's ``best.pt`` (or its folder) loads
+            that run's whole backbone, the head starting new. Missing or unexpected keys warn.
         **backbone_kwargs: passed to the backbone builder.
 
     Raises:

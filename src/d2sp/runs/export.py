@@ -62,6 +62,7 @@ from d2sp.runs.export_formats import (
     label_speller,
     mafw_header,
     mafw_token,
+    newline_of,
     rewrite_label_file,
     rewrite_rows,
     row_fate,
@@ -369,30 +370,30 @@ def _refuse_original(path: Path, split) -> None:
 def _write_list(source, path, rows, samples, decisions, flag_pruned, counts) -> None:
     """Rewrite a list file row by row: same rows, absolute paths, final labels."""
     lines = source.read_text(encoding="utf-8").splitlines()
-    out = []
+    out, end = [], newline_of(source)
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         i = rows.get(number)
         if i is None:
             if text and not text.startswith("#"):
-                out.append(f"# d2sp: not in the run: {text}\n")
+                out.append(f"# d2sp: not in the run: {text}{end}")
                 counts["rows_not_in_run"] += 1
             else:
-                out.append(line + "\n")
+                out.append(line + end)
             continue
         fate = row_fate(i, decisions, flag_pruned, counts)
         if fate == "removed":
             continue
         if fate == "skipped":
-            out.append(skip_comment(text))
+            out.append(skip_comment(text, end))
             continue
         parts = text.split()
         num_frames = parts[-2] if len(parts) >= 3 else str(samples[i].num_frames or 0)
         label = int(decisions["label"][i])
         if fate == "flagged":
-            out.append(flag_comment(i, decisions))
-        out.append(f"{os.path.abspath(samples[i].path)} {num_frames} {label}\n")
-    path.write_text("".join(out), encoding="utf-8")
+            out.append(flag_comment(i, decisions, end))
+        out.append(f"{os.path.abspath(samples[i].path)} {num_frames} {label}{end}")
+    path.write_text("".join(out), encoding="utf-8", newline="")
 
 
 def frame_count(sample) -> int | None:
@@ -466,7 +467,7 @@ def _write_csv(source, path, rows, samples, decisions, names, flag_pruned, count
                 row.append("1" if pruned else "0")
             out_rows.append(row)
     with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(out_rows)
+        csv.writer(f, lineterminator=newline_of(source)).writerows(out_rows)
 
 
 # the options naming a list or csv dataset's annotation files: any split, train, test
@@ -478,6 +479,8 @@ _FILE_OPTIONS = {
 
 def _train_with(run: RunFolder, split, written: list[Path], kind: str) -> dict | None:
     """The ``data`` config section that trains on the export (None where it cannot be said)."""
+    if kind in OFFICIAL and run.config.data.dataset == kind:
+        return _train_with_official(run, split, written, kind)
     if len(written) != 1 or kind not in ("list", "csv", "converted"):
         return None
     data = run.config.data
@@ -492,6 +495,24 @@ def _train_with(run: RunFolder, split, written: list[Path], kind: str) -> dict |
         "root": str(Path(split.root).resolve()),
         "options": {**keep, files[1]: exported, files[2]: _test_file(run, split, kind)},
     }
+
+
+OFFICIAL = ("dfew", "mafw", "ferv39k")  # datasets read through their official split files
+
+
+def _train_with_official(run: RunFolder, split, written: list[Path], kind: str) -> dict:
+    """The run's own ``data`` section with the cleaned split file as its training split
+    (``train_split_file=``; the test split read as the run read it) and, for MAFW, the
+    cleaned copy of its label file."""
+    data = run.config.data
+    options = {k: v for k, v in data.options.items() if k != "train_split_file"}
+    options["train_split_file"] = str(written[0].resolve())
+    if kind == "mafw" and len(written) > 1:
+        options["label_file"] = str(written[1].resolve())
+    return {
+        "dataset": kind, "root": str(Path(split.root).resolve()), "fold": data.fold,
+        "options": options,
+    }  # fmt: skip
 
 
 def _test_file(run: RunFolder, split, kind: str) -> str | None:

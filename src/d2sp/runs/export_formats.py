@@ -6,7 +6,8 @@ split files (``<Scene>/<Emotion>/<id> <Emotion>``) and MAFW's fold split files w
 Rows are rewritten in place: the same lines, separators and captions (MAFW's captions are
 copied as bytes, never decoded), only the label token changed to the final label, spelled
 the way the row spelled it (a name keeps its case; MAFW's 1-based official ids stay ids).
-Rows are kept, flagged, removed or commented out as :func:`row_fate` says.
+Rows are kept, flagged, removed or commented out as :func:`row_fate` says. Every file keeps
+its input's line endings (:func:`newline_of`): LF stays LF, CRLF stays CRLF.
 """
 
 from __future__ import annotations
@@ -35,15 +36,22 @@ def row_fate(i: int, decisions: dict, flag_pruned: bool, counts: dict) -> str:
     return "kept"
 
 
-def flag_comment(i: int, decisions: dict) -> str:
+def newline_of(path: str | Path) -> str:
+    """The line ending of a text file: CRLF when its first line ends so, else LF."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    return "\r\n" if first.endswith(b"\r\n") else "\n"
+
+
+def flag_comment(i: int, decisions: dict, end: str = "\n") -> str:
     """The comment line written before a flagged (pruned) row."""
     score, weight = decisions["score"][i], decisions["weight"][i]
-    return f"# d2sp: pruned (score {float(score):.4f}, weight {float(weight):.4f}): next row\n"
+    return f"# d2sp: pruned (score {float(score):.4f}, weight {float(weight):.4f}): next row{end}"
 
 
-def skip_comment(text: str) -> str:
+def skip_comment(text: str, end: str = "\n") -> str:
     """A row of a clip found unreadable during training, commented out."""
-    return f"# d2sp: skipped (unreadable during training): {text.strip()}\n"
+    return f"# d2sp: skipped (unreadable during training): {text.strip()}{end}"
 
 
 def same_case(name: str, like: str) -> str:
@@ -68,10 +76,10 @@ def ferv39k_token(k: int, like: str) -> str:
     return same_case(DFEW_OFFICIAL_NAMES[k], like) if like else DFEW_OFFICIAL_NAMES[k]
 
 
-def _relabel(line: bytes, token: str) -> bytes:
+def _relabel(line: bytes, token: str, newline: bytes = b"\n") -> bytes:
     """``line`` with its second field replaced by ``token`` (appended when it has none)."""
     m = _TOKENS.match(line.rstrip(b"\r\n"))
-    end = line[len(line.rstrip(b"\r\n")) :] or b"\n"
+    end = line[len(line.rstrip(b"\r\n")) :] or newline
     if m is None:
         return line.rstrip(b"\r\n") + b" " + token.encode() + end
     return m.group(1) + m.group(2) + token.encode() + m.group(4) + end
@@ -89,14 +97,15 @@ def rewrite_rows(source: Path, path: Path, rows: dict[int, int], decisions, flag
     a row without a label field gets one only when its label changed. Blank lines,
     comments and a first line that ``header`` calls a header stay; any other row becomes a
     ``# d2sp: not in the run:`` comment (it was skipped as bad)."""
-    out = []
+    out, end = [], newline_of(source)
+    nl = end.encode()
     for number, line in enumerate(source.read_bytes().splitlines(keepends=True), start=1):
         text = line.strip()
-        line = line if line.endswith(b"\n") else line + b"\n"
+        line = line if line.endswith(b"\n") else line + nl
         i = rows.get(number)
         if i is None:
             if text and not text.startswith(b"#") and not (number == 1 and header(text)):
-                out.append(b"# d2sp: not in the run: " + text + b"\n")
+                out.append(b"# d2sp: not in the run: " + text + nl)
                 counts["rows_not_in_run"] += 1
             else:
                 out.append(line)
@@ -105,13 +114,13 @@ def rewrite_rows(source: Path, path: Path, rows: dict[int, int], decisions, flag
         if fate == "removed":
             continue
         if fate == "skipped":
-            out.append(skip_comment(text.decode("utf-8", "replace")).encode())
+            out.append(skip_comment(text.decode("utf-8", "replace"), end).encode())
             continue
         old, k = _label_token(line), int(decisions["label"][i])
         if old or k != int(decisions["given"][i]):
-            line = _relabel(line, token(k, old))
+            line = _relabel(line, token(k, old), nl)
         if fate == "flagged":
-            out.append(flag_comment(i, decisions).encode())
+            out.append(flag_comment(i, decisions, end).encode())
         out.append(line)
     path.write_bytes(b"".join(out))
 

@@ -81,12 +81,16 @@ def read_run(run_dir: str | Path, *, require: tuple[str, ...] = tuple(RUN_FILES)
     """Read a run folder; ``require`` names the files that must be there.
 
     Raises:
-        RunFolderError: the folder is missing, or a required file is missing or unreadable;
-            the message names the folder and every missing file.
+        RunFolderError: the folder is missing, holds a run that stopped before its first
+            epoch (said so), or a required file is missing or unreadable; the message names
+            the folder and every missing file.
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise RunFolderError(f"{path}: no such folder (expected a run folder)")
+    reason = _no_epoch(path)
+    if reason:
+        raise RunFolderError(reason)
     missing = [name for name in require if not (path / name).is_file()]
     if missing:
         what = ", ".join(f"{name} ({RUN_FILES.get(name, 'required')})" for name in missing)
@@ -110,6 +114,28 @@ def read_run(run_dir: str | Path, *, require: tuple[str, ...] = tuple(RUN_FILES)
     run = RunFolder(path, config, metrics, ledger, summary, ())
     run.class_names = _class_names(run)
     return run
+
+
+def _no_epoch(path: Path) -> str | None:
+    """Why the run in ``path`` has nothing to read yet: it stopped before finishing its first
+    epoch, or it was a run of no epoch (``optim.epochs=0``); None otherwise."""
+    from d2sp.training.folder import stopped_before_first_epoch
+
+    if stopped_before_first_epoch(path):
+        return (
+            f"{path}: a run that stopped before finishing its first epoch (a bad clip met in "
+            "it, an error or an interrupt; or one still in its first epoch): it holds its "
+            "config.yaml but no recorded epoch, ledger or checkpoint yet. Start it again with: "
+            f"d2sp train --resume {path} (or the same command as before, with the same --name)"
+        )
+    summary = _read_json(path / "summary.json")
+    if summary and summary.get("best_epoch") == 0 and summary.get("war") is None:
+        return (
+            f"{path}: a run of no epoch (optim.epochs=0: its data was read and checked, "
+            "nothing trained), so there is nothing to show. Train it with: "
+            f"d2sp train --resume {path} optim.epochs=N"
+        )
+    return None
 
 
 def _read_metrics(path: Path) -> list[dict]:

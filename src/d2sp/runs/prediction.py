@@ -48,49 +48,73 @@ class ClipInput:
 
 
 def collect_inputs(paths) -> list[ClipInput]:
-    """The clips named by ``paths`` (videos, frame folders, list or CSV files), in order."""
+    """The clips named by ``paths`` (videos, frame folders, list or CSV files), in order. A
+    row of a list naming no clip gets its error with the list's ``file:row``.
+
+    Raises:
+        ValueError: a list or CSV file that cannot be read, or a text file that is no list
+            of clips (none of its rows names an existing video or frame folder), naming the
+            file and its first row.
+    """
     inputs: list[ClipInput] = []
     for p in map(str, paths):
         suffix = Path(p).suffix.lower()
-        if os.path.isfile(p) and suffix in LIST_SUFFIXES + (".csv",):
-            try:
-                rows = read_csv_paths(p) if suffix == ".csv" else read_list_paths(p)
-            except (OSError, ValueError, UnicodeDecodeError) as e:
-                inputs.append(ClipInput(p, f"cannot read the list: {e}"))
-                continue
-            inputs += [check_input(r) if r else ClipInput(p, "a row without a path") for r in rows]
-        else:
+        if not (os.path.isfile(p) and suffix in LIST_SUFFIXES + (".csv",)):
             inputs.append(check_input(p))
+            continue
+        try:
+            rows = read_csv_paths(p) if suffix == ".csv" else read_list_paths(p)
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p}: cannot read it as a list of clips: {e}") from None
+        if rows and not any(os.path.exists(clip) for clip, _, _ in rows if clip):
+            _, where, text = rows[0]
+            raise ValueError(
+                f"{where}: {text!r} names no video file or frame folder, nor does any other "
+                f"row of {p}: expected a list of clips, one a line ('path' or 'path "
+                "num_frames label'; a CSV with a 'path' column)"
+            )
+        for clip, where, _ in rows:
+            item = check_input(clip) if clip else ClipInput(p, "a row without a path")
+            item.error = f"{where}: {item.error}" if item.error else ""
+            inputs.append(item)
     return inputs
 
 
-def read_list_paths(path: str) -> list[str]:
-    """Clip paths of a list file: ``path num_frames label`` rows (the DFER list format) or
-    one path a line; ``#`` comments and blank lines skipped; relative to the file's folder."""
+def read_list_paths(path: str) -> list[tuple[str, str, str]]:
+    """``(clip path, "file:row", row text)`` per row of a list file: ``path num_frames
+    label`` rows (the DFER list format) or one path a line; ``#`` comments and blank lines
+    skipped; relative paths against the file's folder."""
     base, out = Path(path).parent, []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for row, line in enumerate(f, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
             parts = text.split()
+            clip = text
             if len(parts) >= 3 and parts[-1].lstrip("-").isdigit() and parts[-2].isdigit():
-                text = " ".join(parts[:-2])
-            out.append(text if os.path.isabs(text) else str(base / text))
+                clip = " ".join(parts[:-2])
+            out.append((clip if os.path.isabs(clip) else str(base / clip), f"{path}:{row}", text))
     return out
 
 
-def read_csv_paths(path: str) -> list[str]:
-    """The ``path`` column of a CSV file (any case), relative to the file's folder."""
-    base = Path(path).parent
+def read_csv_paths(path: str) -> list[tuple[str, str, str]]:
+    """``(clip path, "file:row", cell)`` of the ``path`` column of a CSV file (any case),
+    relative to the file's folder (an empty cell: an empty path)."""
+    base, out = Path(path).parent, []
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         if "path" not in header:
             raise ValueError(f"expected a header with a 'path' column, got {header}")
         i = header.index("path")
-        cells = [row[i].strip() if len(row) > i else "" for row in reader if any(row)]
-    return [c if not c or os.path.isabs(c) else str(base / c) for c in cells]
+        for row in reader:
+            if not any(row):
+                continue
+            cell = row[i].strip() if len(row) > i else ""
+            clip = cell if not cell or os.path.isabs(cell) else str(base / cell)
+            out.append((clip, f"{path}:{reader.line_num}", cell))
+    return out
 
 
 def check_input(path: str) -> ClipInput:
@@ -148,14 +172,15 @@ def predict_clips(
 
     Raises:
         RunFolderError: no run or checkpoint. FaceCropUnavailableError: ``face_crop``
-        without OpenCV (the message names the extra to install).
+        without OpenCV (the message names the extra to install). ValueError: a list file
+        that cannot be read or is no list of clips (file and row named).
     """
     if face_crop:
         from d2sp.runs.facecrop import require_cv2
 
         require_cv2()
-    loaded = load_run_model(run_dir, checkpoint=checkpoint)
     inputs = collect_inputs(paths)
+    loaded = load_run_model(run_dir, checkpoint=checkpoint)
     rows = [{"path": c.path, "error": c.error, "probs": None} for c in inputs]
     todo = [i for i, c in enumerate(inputs) if not c.error]
     if todo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from d2sp.config import RunConfig, resolve_workers
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import check_shared_test, load_split
+from d2sp.data.validate import DataWarning
 from d2sp.models import create_model, parameter_groups
 from d2sp.purify import Purifier, purifier_class
 from d2sp.purify.selection import SelectionContext
@@ -48,6 +50,7 @@ class Run:
     use_amp: bool = False
     extras: dict = field(default_factory=dict)
     bad_clips: BadClips = field(default_factory=BadClips)  # clips found unreadable on the way
+    notes: list[str] = field(default_factory=list)  # what reading the data repaired or noted
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -70,6 +73,22 @@ class Run:
     def rescore_dataset(self) -> ClipDataset:
         """The views the purifier re-scores: augmented training views or plain ones."""
         return self.train_ds if self.purifier.rescore_view == "train" else self.eval_train_ds
+
+
+def load_splits_noted(cfg: RunConfig, progress: bool):
+    """``(train, test, notes)``: :func:`load_splits`, its data warnings (a ``num_frames``
+    that differs from the clip, a few test clips shared with training, ...) collected as
+    notes for the run summary instead of shown as Python warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        train, test = load_splits(cfg, progress=progress)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            notes.append(str(w.message))
+        else:  # not ours to record: warned as it would have been
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return train, test, list(dict.fromkeys(notes))
 
 
 def load_splits(cfg: RunConfig, progress: bool) -> tuple[DatasetSplit, DatasetSplit]:
@@ -191,7 +210,7 @@ def build_run(
     extra_options: dict | None = None,
 ) -> Run:
     """Every object of a run, ready to train (nothing written yet)."""
-    train_split, test_split = load_splits(cfg, progress=progress and info.is_main)
+    train_split, test_split, notes = load_splits_noted(cfg, progress=progress and info.is_main)
     train_ds, eval_train_ds, test_ds = clip_datasets(cfg, train_split, test_split)
     log = console.print if progress else (lambda *_: None)
     purifier = build_purifier(
@@ -214,7 +233,7 @@ def build_run(
         train_split=train_split, test_split=test_split, train_ds=train_ds,
         eval_train_ds=eval_train_ds, test_ds=test_ds, purifier=purifier, model=model, net=net,
         optimizer=optimizer, scheduler=scheduler, test_loader=test_loader, use_amp=use_amp,
-        bad_clips=bad_clips,
+        bad_clips=bad_clips, notes=notes,
     )  # fmt: skip
 
 

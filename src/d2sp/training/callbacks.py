@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from d2sp.config import save_config
@@ -68,8 +69,9 @@ class ProgressBar(Callback):
 
 
 class ConsoleLines(Callback):
-    """The run's lines on the console: warnings and skipped rows (a count and the first
-    few) always; with ``verbose`` also the splits and one line per epoch."""
+    """The run's lines on the console: warnings, notes on the data and skipped rows (a
+    count and the first few) always; with ``verbose`` also the splits and one line per
+    epoch."""
 
     SHOWN = 5  # skipped rows printed; the rest are in skipped.txt
 
@@ -88,6 +90,8 @@ class ConsoleLines(Callback):
         for split in (run.train_split, run.test_split) if self.verbose else ():
             counts = ", ".join(f"{k} {v}" for k, v in class_counts(split).items())
             run.console.print(f"[dim]{split.split}: {len(split.samples)} clips ({counts})[/]")
+        for note in run.notes:
+            run.console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
         skipped = run.skipped
         if skipped:
             run.console.print(
@@ -169,6 +173,7 @@ class RunFolderWriter(Callback):
         if run.purifier.ledger is not None:
             run.purifier.ledger.save(run.run_dir / "ledger.npz")
         save_checkpoints(run, row["epoch"], row, best, improved)
+        run.extras["saved_epoch"] = row["epoch"]
 
     def on_run_end(self, run, summary):
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -61,6 +61,13 @@ def restore_checkpoint(run: Run, path: Path) -> tuple[int, dict, dict]:
     ``run.extras`` gets ``planned_epochs`` (the checkpoint's ``optim.epochs``) and
     ``extended`` (the run's earlier extensions)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    saved_n, n = len(ckpt["purifier"]["keep_mask"]), len(run.train_ds)
+    if saved_n != n:
+        raise ValueError(
+            f"cannot resume {run.run_dir}: its checkpoint trained on {saved_n} training "
+            f"samples but the training split now has {n} (rows skipped as bad when the data "
+            "was read, or a changed annotation); start the run again with --overwrite"
+        )
     epoch = int(ckpt["epoch"])
     run.extras["planned_epochs"] = int(ckpt["config"]["optim"]["epochs"])
     run.extras["extended"] = [dict(e) for e in ckpt.get("extended", [])]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import shlex
+from pathlib import Path
 
 from d2sp.config import RunConfig
 
@@ -13,6 +15,40 @@ class NonFiniteLossError(RuntimeError):
 
 class PurificationGuardError(RuntimeError):
     """Purification removed more than the config allows and ``stop_on_overprune`` is set."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by an interrupt (Ctrl-C, SIGINT): where it stopped and how to go on.
+
+    Attributes:
+        run_dir: the run folder.
+        epoch: the 1-based epoch it was in (None: before training, while reading the data).
+        saved: the epochs ``last.pt`` holds (0: no checkpoint yet).
+        epochs: the epochs the run is planned for.
+    """
+
+    def __init__(self, run_dir: Path, *, epoch: int | None, saved: int, epochs: int):
+        self.run_dir, self.epoch, self.saved, self.epochs = Path(run_dir), epoch, saved, epochs
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """Where the run stopped and the command that continues it."""
+        where = (
+            f"in epoch {self.epoch}/{self.epochs}" if self.epoch
+            else "before training (while reading and checking the data)"
+        )  # fmt: skip
+        command = f"d2sp train --resume {shlex.quote(str(self.run_dir))}"
+        if self.saved:
+            return (
+                f"interrupted {where} of {self.run_dir}; its last.pt holds epoch "
+                f"{self.saved}/{self.epochs}. Continue with: {command}"
+            )
+        if (self.run_dir / "config.yaml").is_file():
+            return (
+                f"interrupted {where} of {self.run_dir}, before its first checkpoint. Start "
+                f"it again with: {command} (or the same command as before)"
+            )
+        return f"interrupted {where}; nothing was written to {self.run_dir}: run the same command again"
 
 
 def purifier_options(cfg: RunConfig) -> dict:
@@ -83,7 +119,7 @@ def check_processes(cfg: RunConfig, world_size: int) -> None:
 
 def validate_config(cfg: RunConfig) -> None:
     """Refuse a config that makes no sense before anything starts (ValueError naming every
-    problem): unknown backbone, dataset or purification mode, ``model.options`` the backbone's
+    problem): no such device, unknown backbone, dataset or purification mode, ``model.options`` the backbone's
     builder does not take, options the mode does not take or refuses, a schedule on which the mode can never decide, senseless optimiser or data
     settings."""
     from d2sp.data.registry import list_datasets
@@ -98,6 +134,9 @@ def validate_config(cfg: RunConfig) -> None:
         problems.append(
             f"data.dataset: unknown dataset {cfg.data.dataset!r}; known: {', '.join(list_datasets())}"
         )
+    from d2sp.training.distributed import device_problem
+
+    problems += [p for p in [device_problem(cfg.device)] if p]
     problems += _model_option_problems(cfg)
     problems += _purify_problems(cfg)
     if o.epochs < 0 or o.batch_size < 1 or o.lr <= 0:

@@ -80,9 +80,37 @@ def current_info() -> DistInfo:
     )
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def device_problem(name: object) -> str | None:
+    """Why ``name`` is no device a run can use (None when it is one): ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``."""
+    if name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        return (
+            f"device: expected auto, cpu, cuda, cuda:N (the N-th GPU) or mps, got {name!r}"
+            + (" (a GPU is cuda)" if str(name).lower().startswith("gpu") else "")
+        )
+    return None
+
+
 def process_device(name: str, info: DistInfo) -> torch.device:
     """The device of this process for a config's ``device`` (``auto``, ``cpu``, ``cuda``,
-    ``cuda:i``): under a launch of several processes, CUDA means ``cuda:LOCAL_RANK``."""
+    ``cuda:i``): under a launch of several processes, CUDA means ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ValueError: no such device (the message lists the valid ones), or CUDA asked for
+            where there is none.
+    """
+    problem = device_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)

@@ -33,7 +33,7 @@ from d2sp.training.callbacks import (
     RunFolderWriter,
 )
 from d2sp.training.checkpoint import restore_checkpoint, resume_source
-from d2sp.training.checks import check_processes, validate_config
+from d2sp.training.checks import RunInterrupted, check_processes, validate_config
 from d2sp.training.distributed import (
     broadcast_object,
     check_batch_size,
@@ -42,7 +42,7 @@ from d2sp.training.distributed import (
     process_device,
 )
 from d2sp.training.epoch import rescore, train_epoch, train_loader
-from d2sp.training.folder import check_run_folder, remove_run_files
+from d2sp.training.folder import check_run_folder, remove_run_files, stopped_before_first_epoch
 from d2sp.training.inference import evaluate_loader, heldout_probabilities
 from d2sp.training.loaders import make_loader, seed_everything
 from d2sp.training.metrics import war_uar
@@ -54,10 +54,10 @@ class RunResult:
     """What a finished run reports; the same figures are in ``summary.json``."""
 
     run_dir: Path
-    war: float
-    uar: float
-    best_war: float
-    best_uar: float
+    war: float | None  # None (and best_war, best_uar) when no epoch ran (optim.epochs=0)
+    uar: float | None
+    best_war: float | None
+    best_uar: float | None
     best_epoch: int
     pruned: int
     corrected: int
@@ -79,13 +79,16 @@ def train(
     console: Console | None = None,
     subset: np.ndarray | None = None,
     heldout: np.ndarray | None = None,
+    verbose: bool | None = None,
 ) -> RunResult:
     """Train one run as configured into ``run_dir`` (default ``out_dir/name``); returns its
     :class:`RunResult`.
 
     A folder that already holds a run (config, metrics, checkpoints) is refused
     (:class:`~d2sp.training.folder.RunExistsError`) unless ``resume=True`` or
-    ``overwrite=True`` (which first removes that run's files, nothing else in the folder).
+    ``overwrite=True`` (which first removes that run's files, nothing else in the folder);
+    a run that stopped before finishing its first epoch is started again (its files
+    removed, a mode's own resumable folder kept).
     With ``resume=True`` the run continues from ``run_dir/last.pt`` (model, optimizer,
     scheduler, purifier, ledger, RNG state, epoch) and ends as the uninterrupted run would
     (a fresh start when there is no checkpoint yet); its saved config may differ only in
@@ -96,6 +99,11 @@ def train(
     first (:meth:`d2sp.purify.Purifier.select`). ``subset`` (``(N,)`` bool) trains a plain
     model on those training samples only, and ``heldout`` (``(M,)`` indices) then also
     returns its probabilities on those samples (cross-validation).
+
+    ``progress`` shows progress bars; ``verbose`` (default: ``progress``) prints the split
+    sizes and one line per epoch. An interrupt (Ctrl-C) raises
+    :class:`~d2sp.training.checks.RunInterrupted` (a ``KeyboardInterrupt``) saying where the
+    run stopped and the command that continues it.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this with the same config:
     the process group is opened here (and closed on the way out), each process trains its
@@ -110,18 +118,32 @@ def train(
     device = process_device(cfg.device, info)
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
     check_run_folder(cfg, run_dir, resume=resume, overwrite=overwrite)
-    if overwrite and info.is_main:
-        removed = remove_run_files(run_dir)
-        if removed and progress:
-            console.print(f"overwriting the run in {run_dir}: removed {', '.join(removed)}")
+    verbose = progress if verbose is None else verbose
+    restart = not (resume or overwrite) and stopped_before_first_epoch(run_dir)
+    if (overwrite or restart) and info.is_main:
+        removed = remove_run_files(run_dir, own_folders=overwrite)
+        what = "overwriting the run" if overwrite else (
+            "starting again the run that stopped before its first epoch"
+        )  # fmt: skip
+        if removed and (progress or verbose):
+            console.print(f"{what} in {run_dir}: removed {', '.join(removed)}", soft_wrap=True)
     with distributed_session(device, info):
         if not info.is_main:
-            console, progress = Console(quiet=True), False
-        return _train(cfg, info, device, run_dir, resume, progress, console, subset, heldout)
+            console, progress, verbose = Console(quiet=True), False, False
+        try:
+            return _train(
+                cfg, info, device, run_dir, resume, (progress, verbose), console, subset, heldout
+            )
+        except KeyboardInterrupt as e:  # before training, or in a run this one started
+            if isinstance(e, RunInterrupted) and e.run_dir == run_dir:
+                raise
+            raise RunInterrupted(run_dir, epoch=None, saved=0, epochs=cfg.optim.epochs) from None
 
 
-def _train(cfg, info, device, run_dir, resume, progress, console, subset, heldout) -> RunResult:
-    """The body of :func:`train`, on one process of ``info``'s world."""
+def _train(cfg, info, device, run_dir, resume, shown, console, subset, heldout) -> RunResult:
+    """The body of :func:`train`, on one process of ``info``'s world; ``shown`` is
+    ``(progress bars, epoch lines)``."""
+    progress, verbose = shown
     start = time.perf_counter()
     seed_everything(cfg.seed)
     source = resume_source(run_dir) if resume else None
@@ -136,11 +158,17 @@ def _train(cfg, info, device, run_dir, resume, progress, console, subset, heldou
         start_epoch, best, last = restore_checkpoint(run, source)
         _note_extension(run, start_epoch)
     bar = ProgressBar(run, progress)
-    callbacks: list[Callback] = [bar, ConsoleLines(progress), PurificationGuard()]
+    callbacks: list[Callback] = [bar, ConsoleLines(verbose), PurificationGuard()]
     if info.is_main:
         callbacks.append(RunFolderWriter())
+    run.extras["saved_epoch"] = start_epoch
     try:
         last, best = fit(run, callbacks, start_epoch, best, last)
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            run_dir, epoch=run.extras.get("epoch"), saved=run.extras["saved_epoch"],
+            epochs=cfg.optim.epochs,
+        ) from None  # fmt: skip
     finally:
         bar.stop()
     return _finish(run, callbacks, last, best, time.perf_counter() - start, heldout)
@@ -153,6 +181,7 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
         cb.on_run_start(run, start_epoch)
     for epoch in range(start_epoch, cfg.optim.epochs):
         t0 = time.perf_counter()
+        run.extras["epoch"] = epoch + 1
         run.train_ds.set_epoch(epoch)
         run.bad_clips.epoch = epoch
         indices = run.bad_clips.keep("train", purifier.train_indices())
@@ -202,12 +231,15 @@ def sync_bad_clips(run: Run, callbacks: list[Callback]) -> None:
 
 def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout) -> RunResult:
     final = run.purifier.ledger.final_counts() if run.purifier.ledger is not None else {}
+    if best["epoch"] == 0:  # no epoch ran (optim.epochs=0): no figure to report
+        last, best = {"war": None, "uar": None}, {"war": None, "uar": None, "epoch": 0}
     summary = {
         "war": last["war"], "uar": last["uar"], "best_war": best["war"], "best_uar": best["uar"],
         "best_epoch": best["epoch"], "pruned": final.get("pruned", 0),
         "corrected": final.get("corrected", 0), "train_samples": len(run.train_ds),
         "test_samples": len(run.test_ds), "skipped": len(run.skipped),
-        "skipped_during_training": len(run.bad_clips.lines), "seconds": seconds,
+        "skipped_during_training": len(run.bad_clips.lines), "notes": list(run.notes),
+        "seconds": seconds,
     }  # fmt: skip
     if run.extras.get("extended"):
         summary["extended"] = run.extras["extended"]

@@ -1,5 +1,7 @@
 """A run folder before a run starts in it: a new folder, a run to continue, or a run to
-replace. A folder that already holds a run is never written over by accident."""
+replace. A folder that already holds a run is never written over by accident; one whose run
+stopped before its first epoch (a bad clip met in it, an interrupt) holds nothing of value
+and is started again."""
 
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ from d2sp.config import ConfigError, RunConfig, config_to_dict, load_config
 
 RUN_FILES = (
     "config.yaml", "metrics.jsonl", "ledger.npz", "summary.json", "class_counts.json",
-    "skipped.txt", "best.pt", "last.pt", "prev.pt", "best.pt.tmp", "last.pt.tmp",
+    "skipped.txt", "events.txt", "best.pt", "last.pt", "prev.pt", "best.pt.tmp", "last.pt.tmp",
 )  # fmt: skip
 RUN_DIRS = ("cleanlab",)  # a mode's own files inside the run folder (cleanlab's fold runs)
 MARKERS = (
     "config.yaml", "metrics.jsonl", "ledger.npz", "summary.json", "best.pt", "last.pt", "prev.pt",
 )  # fmt: skip
-RESUMABLE_KEYS = ("optim.epochs", "out_dir", "data.workers")  # may differ on a resume
+RESUMABLE_KEYS = (  # may differ on a resume
+    "optim.epochs", "out_dir", "data.workers", "data.skip_bad",
+)  # fmt: skip
+PROGRESS = ("ledger.npz", "summary.json", "best.pt", "last.pt", "prev.pt")  # an epoch got done
 
 
 class RunExistsError(ValueError):
@@ -28,6 +33,19 @@ def existing_run(run_dir: str | Path) -> list[str]:
     checkpoints); empty when there is none."""
     run_dir = Path(run_dir)
     return [name for name in MARKERS if (run_dir / name).is_file()]
+
+
+def stopped_before_first_epoch(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run that stopped before finishing its first epoch: its
+    config (and an empty ``metrics.jsonl``), but no recorded epoch, ledger, checkpoint or
+    summary."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        return False
+    if any((run_dir / name).is_file() for name in PROGRESS):
+        return False
+    metrics = run_dir / "metrics.jsonl"
+    return not metrics.is_file() or not metrics.read_text(encoding="utf-8").strip()
 
 
 def config_changes(saved: RunConfig, asked: RunConfig) -> list[str]:
@@ -49,9 +67,13 @@ def config_changes(saved: RunConfig, asked: RunConfig) -> list[str]:
 def check_run_folder(cfg: RunConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse to start where a run already is, unless asked to continue it or replace it.
 
+    A run that stopped before its first epoch (:func:`stopped_before_first_epoch`) is
+    not refused: the trainer starts it again (its files removed first).
+
     Raises:
-        RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``;
-            the message names the folder, what it holds and both ways out.
+        RunExistsError: ``run_dir`` holds a run that finished an epoch and neither
+            ``resume`` nor ``overwrite``; the message names the folder, what it holds and
+            both ways out.
         ValueError: ``resume`` and ``overwrite`` together; or, on a resume, a saved config
             that differs in anything but ``optim.epochs`` (the keys named), or fewer epochs
             than the run was planned for.
@@ -62,6 +84,8 @@ def check_run_folder(cfg: RunConfig, run_dir: Path, *, resume: bool, overwrite: 
         )
     found = existing_run(run_dir)
     if not found or overwrite:
+        return
+    if not resume and stopped_before_first_epoch(run_dir):
         return
     if not resume:
         raise RunExistsError(
@@ -75,7 +99,9 @@ def check_run_folder(cfg: RunConfig, run_dir: Path, *, resume: bool, overwrite: 
 
 def check_resume_config(cfg: RunConfig, run_dir: Path) -> None:
     """A resume may only change ``optim.epochs`` (upwards) of the run in ``run_dir``
-    (and ``out_dir``, ``data.workers``, which do not change what is trained)."""
+    (and ``out_dir``, ``data.workers``, which do not change what is trained, and
+    ``data.skip_bad``: a clip met unreadable from then on is skipped instead of stopping
+    the run)."""
     try:
         saved = load_config(run_dir / "config.yaml")
     except ConfigError as e:
@@ -96,15 +122,16 @@ def check_resume_config(cfg: RunConfig, run_dir: Path) -> None:
         )
 
 
-def remove_run_files(run_dir: Path) -> list[str]:
+def remove_run_files(run_dir: Path, *, own_folders: bool = True) -> list[str]:
     """Remove the files a run wrote into ``run_dir`` (config, metrics, ledger, summary,
-    checkpoints, a mode's own folder) and nothing else; returns the names removed."""
+    checkpoints and, with ``own_folders``, a mode's own folder, e.g. cleanlab's resumable
+    fold runs) and nothing else; returns the names removed."""
     removed = []
     for name in RUN_FILES:
         if (run_dir / name).is_file():
             (run_dir / name).unlink()
             removed.append(name)
-    for name in RUN_DIRS:
+    for name in RUN_DIRS if own_folders else ():
         if (run_dir / name).is_dir():
             shutil.rmtree(run_dir / name)
             removed.append(name + "/")
