@@ -1,6 +1,6 @@
-"""``d2sp compare``: methods side by side (plain CE, D2SP, its improved mode, baselines).
+"""``d2sp compare``: methods side by side (plain CE, D2SP's modes, baselines).
 
-d2sp compare -c demo --methods ce,paper,d2sp+,adaptive --seeds 0,1,2   # -> runs/compare/table.md
+d2sp compare -c demo --methods ce,paper,adaptive --seeds 0,1,2   # -> runs/compare/table.md
 d2sp compare -c demo-paper --methods ce,scn,cleanlab,paper --jobs 2 optim.epochs=30
 """
 
@@ -16,7 +16,7 @@ def compare(
     overrides: list[str] = typer.Argument(None, help="Config overrides such as optim.epochs=30"),
     config: str = typer.Option(None, "--config", "-c", help="YAML file or packaged name"),
     methods: str = typer.Option(
-        "ce,scn,cleanlab,d2sp", help="Comma-separated: ce, d2sp, d2sp+, scn, cleanlab, oracle"
+        "ce,scn,cleanlab,d2sp", help="Comma-separated registered modes (d2sp list-modes), e.g. ce, d2sp, scn, cleanlab, oracle"
     ),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds"),
     out: str = typer.Option("runs/compare", help="Folder for the run folders and the tables"),

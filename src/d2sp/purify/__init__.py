@@ -2,14 +2,13 @@
 stages as pure functions, the records and the ledger.
 
 Importing this package registers every shipped mode: ``adaptive`` (the recommended mode),
-``paper`` (the method as published), ``d2sp+``, and the baselines ``scn``, ``ce``,
-``oracle``, ``cleanlab``.
+``paper`` (the method as published), and the baselines ``scn``, ``ce``, ``oracle``,
+``cleanlab``.
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
     adaptive,
     paper,
-    improved,
     scn,
     fixed,
     confident,
