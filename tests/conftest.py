@@ -46,3 +46,18 @@ def synth_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     load_split(tiny_config(root, root).data, "train", progress=False)
     return root
+
+
+def tiny_mode_overrides(mode: str, epochs: int = 4) -> list[str]:
+    """Overrides for a short run of ``mode`` on the tiny SynthDFER that takes decisions: one
+    warm-up epoch and a window of one where the mode has them, two one-epoch folds for a mode
+    that trains fold models, and ``epochs`` epochs (more when the mode needs them to decide)."""
+    from d2sp.purify import purifier_class
+
+    cls = purifier_class(mode)
+    set_ = {k: v for k, v in {"warmup_epochs": 1, "t": 1, "folds": 2, "fold_epochs": 1}.items()
+            if k in cls.defaults}  # fmt: skip
+    options = cls.resolve(set_)
+    while cls.schedule_problems(options, epochs=epochs, dataset="synthdfer") and epochs < 16:
+        epochs *= 2
+    return [f"purify.mode={mode}", f"optim.epochs={epochs}", *(f"purify.{k}={v}" for k, v in set_.items())]

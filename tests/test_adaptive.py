@@ -244,8 +244,10 @@ def test_packaged_configs_use_the_recommended_mode_with_its_defaults(name):
     cfg = load_config(packaged_config(name))
     assert cfg.purify.mode == "adaptive" and not cfg.purify.options
     paper = load_config(packaged_config(f"{name}-paper"))
-    assert paper.purify.mode == "paper" and paper.data == cfg.data and paper.model == cfg.model
-    assert paper.optim == cfg.optim
+    assert paper.purify.mode == "paper" and paper.data == cfg.data
+    assert paper.model.name == cfg.model.name and paper.model.options == cfg.model.options
+    if name == "demo":  # the real datasets' -paper configs have the paper's schedule and weights
+        assert paper.optim == cfg.optim and paper.model == cfg.model
 
 
 def test_a_model_that_is_not_a_module_is_refused_with_what_to_do():

@@ -13,7 +13,15 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp.purify import CORRECTED, PRUNED, UNDECIDED, Ledger, create_purifier, list_modes
+from d2sp.purify import (
+    CORRECTED,
+    PRUNED,
+    UNDECIDED,
+    Ledger,
+    create_purifier,
+    list_modes,
+    purifier_class,
+)
 
 N, K = 60, 4
 LABELS = np.random.default_rng(0).integers(0, K, N)
@@ -25,6 +33,7 @@ OPTIONS = {  # options that make each mode decide within a few epochs
     "ce": dict(keep=SELECTED, targets=(LABELS + 1) % K),
     "oracle": dict(keep=SELECTED, targets=LABELS, suspicion=(~SELECTED).astype(np.float32)),
     "cleanlab": dict(keep=SELECTED, suspicion=np.linspace(0, 1, N), suggested=LABELS),
+    "dividemix": dict(warmup_epochs=1),
 }
 MODES = list_modes()
 
@@ -41,8 +50,23 @@ class Linear(nn.Module):
         return self.fc(h), torch.sigmoid(self.w(h)).squeeze(1)
 
 
+class Replay(nn.Module):
+    """``x (B, K + 1) -> (x[:, :K] · s, x[:, K])`` with ``s`` a learnt scale (1 at first): a
+    model that gives back the records it is fed, for a mode that runs the model itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x[:, :K] * self.scale, x[:, K]
+
+
 def make(mode, **extra):
     torch.manual_seed(0)
+    if purifier_class(mode).trains_peer and "model" in extra:  # it runs the model and a peer
+        extra["model"] = Replay()
+        extra["optimizer"] = torch.optim.SGD(extra["model"].parameters(), lr=0.1)
     return create_purifier(mode, LABELS, num_classes=K, **{**OPTIONS.get(mode, {}), **extra})
 
 
@@ -64,14 +88,20 @@ def run_epoch(purifier, epoch, share=lambda b: b, reduce=None):
     for batch in np.array_split(purifier.train_indices()[:-3], 4):
         idx = torch.as_tensor(share(batch))
         z = logits[0, idx].clone().requires_grad_(True)
-        loss = purifier.loss(z, weights[0, idx], idx)
+        if purifier.trains_peer:  # through the model: the records fed to a Replay model
+            loss = purifier.batch_loss(purifier.model, torch.cat([z, weights[0, idx, None]], 1), idx)
+        else:
+            loss = purifier.loss(z, weights[0, idx], idx)
         if len(idx):
             loss.backward()
             assert z.grad is not None and torch.isfinite(loss)
         purifier.after_step()
     for batch in np.array_split(purifier.rescore_indices(), 3):
         idx = torch.as_tensor(share(batch))
-        purifier.record(idx, logits[1, idx], weights[1, idx], rescored=True)
+        if purifier.trains_peer:
+            purifier.rescore(idx, torch.cat([logits[1, idx], weights[1, idx, None]], 1))
+        else:
+            purifier.record(idx, logits[1, idx], weights[1, idx], rescored=True)
     return purifier.end_epoch(reduce=reduce)
 
 
@@ -144,6 +174,8 @@ def combine_on_two_ranks(ranks, epoch):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_records_combined_across_two_processes_give_one_process_decisions(mode):
+    if purifier_class(mode).trains_peer:
+        pytest.skip("a mode with a second network refuses multi-process runs")
     one = make(mode)
     ranks = [make(mode), make(mode)]
     for epoch in range(6):
@@ -192,8 +224,8 @@ def test_a_sample_recorded_by_two_processes_is_refused():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_rescore_scores_with_the_mode_scorer_without_changing_the_model(mode):
-    model = Linear()
-    pur = make(mode, model=model)
+    pur = make(mode, model=Linear())
+    model = pur.model
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(6, 8)

@@ -40,14 +40,14 @@ def train_plain_loop(mode, epochs=20, **options):
     x, given, true, junk, flipped = noisy_blobs()
     purifier = create_purifier(mode, given.numpy(), num_classes=4, **options)
     model = Tiny(weight_branch=purifier.weight_branch)
-    purifier.bind(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    purifier.bind(model, optimizer=opt)  # (a mode with a second network steps it like the model)
     gen = torch.Generator().manual_seed(0)
     for _ in range(epochs):
         train = torch.as_tensor(purifier.train_indices())
         for idx in train[torch.randperm(len(train), generator=gen)].split(32):
-            logits, w = model(x[idx] + 0.1 * torch.randn(len(idx), 16, generator=gen))  # augmented
-            loss = purifier.loss(logits, w, idx)
+            x_aug = x[idx] + 0.1 * torch.randn(len(idx), 16, generator=gen)  # augmented
+            loss = purifier.batch_loss(model, x_aug, idx)  # runs the model: logits, w = model(x_aug)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -60,7 +60,7 @@ def train_plain_loop(mode, epochs=20, **options):
 
 @pytest.mark.parametrize("mode", list_modes())
 def test_every_mode_runs_the_same_loop(mode):
-    options = {"paper": dict(warmup_epochs=3), "scn": dict(warmup_epochs=3)}.get(mode, {})
+    options = {"paper": dict(warmup_epochs=3), "scn": dict(warmup_epochs=3), "dividemix": dict(warmup_epochs=1)}.get(mode, {})
     if mode in ("oracle", "cleanlab"):  # selections a run makes before training, given here
         _, given, true, junk, _ = noisy_blobs()
         options = dict(keep=~junk, targets=true if mode == "oracle" else given.numpy())

@@ -34,6 +34,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 EXTRA = "pip install 'd2sp[pretrained]'"
+TORCH_INDEX = "https://download.pytorch.org/whl"  # PyTorch's own builds: /cpu, /cu126, /rocm6.2...
 KINDS = ("imagenet", "clip")
 _POSITION_KEYS = ("pos_embed", "positional_embedding")  # resampled on load, any grid fits
 
@@ -122,6 +123,19 @@ def source_for(encoder: nn.Module, kind: str) -> Source:
     )
 
 
+def install_line(version: str | None = None) -> str:
+    """The command that installs the extra and keeps the torch installed here (``version``,
+    default ``torch.__version__``): without the pin, pip may replace torch to satisfy the newest
+    torchvision. A build from PyTorch's own index (``2.13.0+cpu``, ``+cu126``...) needs the
+    torchvision of the same build, which only that index has: the line adds it."""
+    version = torch.__version__ if version is None else str(version)
+    line = f"{EXTRA} 'torch=={version}'"
+    _, plus, build = version.partition("+")
+    if plus and build:
+        line += f" --extra-index-url {TORCH_INDEX}/{build}"
+    return line
+
+
 def import_library(name: str, purpose: str) -> ModuleType:
     """Import an optional library, turning any failure into :class:`PretrainedUnavailableError`.
 
@@ -135,7 +149,7 @@ def import_library(name: str, purpose: str) -> ModuleType:
         state = "is not installed" if isinstance(exc, ModuleNotFoundError) else "fails to import"
         raise PretrainedUnavailableError(
             f"{purpose} needs {name}, which {state} here ({type(exc).__name__}: {exc}); "
-            f"install the optional extra: {EXTRA}"
+            f"install the optional extra, keeping this torch: {install_line()}"
         ) from exc
 
 

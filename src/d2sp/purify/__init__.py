@@ -2,8 +2,8 @@
 stages as pure functions, the records and the ledger.
 
 Importing this package registers every shipped mode: ``adaptive`` (the recommended mode),
-``paper`` (the method as published), and the baselines ``scn``, ``ce``, ``oracle``,
-``cleanlab``.
+``paper`` (the method as published), the baselines ``scn``, ``ce``, ``oracle``,
+``cleanlab``, and the noisy-label methods ``gce``, ``elr``, ``coteach`` and ``dividemix``.
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
@@ -12,6 +12,10 @@ from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
     scn,
     fixed,
     confident,
+    gce,
+    elr,
+    coteach,
+    dividemix,
 )
 from d2sp.purify.base import Decision, OptionError, Purifier
 from d2sp.purify.loop import run_epoch

@@ -181,6 +181,9 @@ class Purifier:
     defaults: ClassVar[dict[str, Any]] = {}  # derived from Options
     rescore_view: ClassVar[str] = "train"  # views re-scored: augmented "train" or plain "eval"
     selects_before_training: ClassVar[bool] = False  # see select()
+    # trains a second network (d2sp.purify.peer): needs the optimiser (bind), runs through
+    # batch_loss only, and is refused in a multi-process run
+    trains_peer: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -259,6 +262,22 @@ class Purifier:
     def check(cls, options: dict[str, Any]) -> list[str]:
         """Problems with the values of the resolved ``options`` (empty when fine)."""
         return []
+
+    @classmethod
+    def describe(cls, options: dict[str, Any]) -> list[str]:
+        """What the mode does with these resolved ``options``, in words, one line each (the
+        run report shows them). By default the first paragraph of the class docstring and the
+        options as ``name=value`` (``auto`` for ``None``: the mode chooses); a mode may say
+        more, e.g. what its options do together."""
+        doc = (cls.__doc__ or "").strip().split("\n\n", 1)[0]
+        summary = " ".join(doc.replace("``", "").split())
+        summary = summary.replace("; see the module docstring for each mechanism", "")
+        lines = [summary or f"mode {cls.mode!r}"]
+        words = {None: "auto", True: "true", False: "false"}
+        shown = [f"{k}={words.get(v, v) if isinstance(v, bool | None) else v}" for k, v in options.items()]
+        if shown:
+            lines.append("options: " + ", ".join(shown))
+        return lines
 
     @classmethod
     def schedule_problems(cls, options: dict[str, Any], *, epochs: int, dataset: str) -> list[str]:

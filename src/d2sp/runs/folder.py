@@ -3,7 +3,7 @@ export, experiments, folds), and the helpers they share over what it holds.
 
 A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl``,
 ``ledger.npz``, ``summary.json``, ``class_counts.json``, ``skipped.txt`` (rows skipped as
-bad input) and the checkpoints.
+bad input), ``events.txt`` (the purifier's decisions in words) and the checkpoints.
 """
 
 from __future__ import annotations
@@ -167,6 +167,25 @@ def read_skipped(run_dir: str | Path) -> list[str]:
     if not path.is_file():
         return []
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_events(run_dir: str | Path) -> list[tuple[int | None, str]]:
+    """The purifier's decisions in words (``events.txt``), one ``(epoch, text)`` per line in
+    the order written: ``epoch`` from a line's ``epoch N:`` prefix (None without one)."""
+    path = Path(run_dir) / "events.txt"
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        head, sep, rest = line.partition(":")
+        words = head.split()
+        if sep and len(words) == 2 and words[0] == "epoch" and words[1].isdigit():
+            events.append((int(words[1]), rest.strip()))
+        else:
+            events.append((None, line.strip()))
+    return events
 
 
 def met_in_training(line: str) -> bool:

@@ -3,9 +3,11 @@
 >>> from d2sp.runs.report import write_report
 >>> write_report("runs/demo/d2sp")  # -> runs/demo/d2sp/report.html
 
-The page holds the run's config, its training curves (loss, train accuracy, test WAR/UAR),
-the confusion matrices of the best and the final epoch, the weight and score distributions
-of kept, corrected and pruned samples at the final epoch, the per-class and per-epoch counts
+The page holds the run's config, its purification mode in the mode's own words
+(:meth:`d2sp.purify.Purifier.describe`) with its resolved options and its decisions in words
+(``events.txt``), its training curves (loss, train accuracy, test WAR/UAR), the confusion
+matrices of the best and the final epoch, the weight and score distributions of the samples
+by their final state (kept, undecided, corrected, pruned), the per-class and per-epoch counts
 of pruned and corrected samples, frame strips of the pruned clips (lowest score first) and of
 the corrected clips (largest Δp first) and, for SynthDFER, the precision and recall of the
 purification against the generator's ground truth. Every image is an inline PNG, so the page
@@ -17,11 +19,9 @@ A run folder is what :func:`d2sp.train` writes: ``config.yaml``, ``metrics.jsonl
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +38,29 @@ from d2sp.runs.folder import (
     read_run,
     read_skipped,
 )
+from d2sp.runs.report_html import (
+    COLORS,
+    CSS,
+    band_caption,
+    cards,
+    count_axis,
+    duration,
+    epoch_axis,
+    figure,
+    fmt,
+    img_tag,
+    no_decision_band,
+    pct,
+    png,
+    shade_band,
+    table,
+)
+from d2sp.runs.report_mode import section_mode
 
+STATE_GROUPS = {"kept": KEPT, "undecided": UNDECIDED, "corrected": CORRECTED, "pruned": PRUNED}
 GALLERY_LIMIT = 24
 STRIP_FRAMES = 6
 STRIP_HEIGHT = 64
-COLORS = {"kept": "#4c72b0", "corrected": "#55a868", "pruned": "#dd8452", "undecided": "#b0b0b0"}
 
 
 # ------------------------------------------------------------------------------ selection
@@ -106,6 +124,7 @@ def render_report(run: RunFolder) -> str:
     sections = [
         _section_overview(run),
         _section_config(run),
+        section_mode(run),
         _section_curves(run),
         _section_confusion(run),
         _section_timeline(run),
@@ -126,91 +145,10 @@ def render_report(run: RunFolder) -> str:
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main>"
         f'<h1>{html.escape(title)}</h1><p class="sub">{html.escape(str(run.path))}</p>'
         f"<nav>{toc}</nav>{notes_html}{body}</main></body></html>\n"
     )
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;
-margin:0;background:#f6f7f9;color:#1f2328;font-size:14px}
-main{max-width:1300px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:0 0 10px}
-.sub{color:#667;margin:0 0 10px;font-family:ui-monospace,monospace;font-size:12px}
-nav{display:flex;flex-wrap:wrap;gap:6px 14px;margin:0 0 14px}
-nav a{color:#3a5ba0;text-decoration:none}
-section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:14px 18px;
-margin:0 0 14px}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}
-th,td{padding:3px 10px;border-bottom:1px solid #eceef1;text-align:right}
-th{background:#f2f4f7;font-weight:600}
-td.l,th.l{text-align:left}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{border:1px solid #dde1e6;border-radius:6px;padding:6px 12px;min-width:96px}
-.card .v{font-size:20px;font-weight:600}.card .k{color:#667;font-size:12px}
-.cols{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-img.fig{max-width:100%;height:auto}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}
-.clip{border:1px solid #dde1e6;border-radius:5px;padding:6px;width:392px;background:#fafbfc}
-.clip img{display:block;max-width:100%;height:auto}
-.clip .cap{font-size:12px;margin-top:4px;line-height:1.35}
-.clip .path{font-family:ui-monospace,monospace;font-size:11px;color:#556;
-overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
-.tag{display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;margin-right:4px}
-.ok{background:#dff3e4;color:#1d6b34}.bad{background:#fbe3d6;color:#8a3b12}
-.note{color:#6b5a00;background:#fff8d6;border:1px solid #f0e0a0;border-radius:4px;
-padding:6px 10px}
-.muted{color:#667}
-details pre{background:#f6f8fa;padding:8px;border-radius:4px;font-size:12px;overflow:auto}
-"""
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    return fig
-
-
-def _png(fig, *, alt: str, dpi: int = 100) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return _img_tag(buf.getvalue(), alt=alt, cls="fig")
-
-
-def _img_tag(png: bytes, *, alt: str, cls: str = "") -> str:
-    data = base64.b64encode(png).decode("ascii")
-    klass = f' class="{cls}"' if cls else ""
-    return f'<img{klass} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _fmt(x, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return html.escape(str(x))
-    return "–" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _pct(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{100 * float(x):.1f}%"
-
-
-def _table(header: list[str], rows: list[list], *, left: int = 1) -> str:
-    def cell(tag, i, v):
-        cls = ' class="l"' if i < left else ""
-        return f"<{tag}{cls}>{v}</{tag}>"
-
-    head = "".join(cell("th", i, html.escape(str(h))) for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _lam(cfg: RunConfig) -> float | None:
@@ -231,23 +169,6 @@ def _state_counts(ledger: Ledger) -> dict[str, np.ndarray]:
     }
 
 
-def _warmup_line(ax, cfg: RunConfig, epochs: int) -> None:
-    """Shade the warm-up epochs (trained on every sample, no decision yet)."""
-    options = purify_options(cfg)
-    warm = options.get("warmup_epochs") or 0
-    if (options.get("cgp") or options.get("fgc")) and 0 < warm < epochs:
-        ax.axvspan(0.5, warm + 0.5, color="#888", alpha=0.08, linewidth=0)
-        ax.text(
-            0.6,
-            0.99,
-            "warm-up",
-            transform=ax.get_xaxis_transform(),
-            fontsize=7,
-            color="#777",
-            va="top",
-        )
-
-
 # ------------------------------------------------------------------------------- sections
 
 
@@ -260,26 +181,23 @@ def _section_overview(run: RunFolder):
     n = len(run.ledger.labels) if run.ledger is not None else s.get("train_samples")
     seconds = s.get("seconds") or sum(r.get("seconds", 0.0) for r in m)
     status = "finished" if s else "in progress (no summary.json yet)"
-    cards = [
-        ("final WAR", _pct(last.get("war"))),
-        ("final UAR", _pct(last.get("uar"))),
-        (f"best WAR (epoch {best_epoch})", _pct(best.get("war"))),
-        ("best UAR", _pct(best.get("uar"))),
+    items = [
+        ("final WAR", pct(last.get("war"))),
+        ("final UAR", pct(last.get("uar"))),
+        (f"best WAR (epoch {best_epoch})", pct(best.get("war"))),
+        ("best UAR", pct(best.get("uar"))),
+        ("purification mode", html.escape(cfg.purify.mode)),
         ("training clips", str(n) if n is not None else "–"),
         ("pruned (final)", str(counts.get("pruned", "–"))),
-        ("skipped rows", str(s["skipped"]) if "skipped" in s else "–"),
         ("corrected (final)", str(counts.get("corrected", "–"))),
+        ("skipped rows", str(s["skipped"]) if "skipped" in s else "–"),
         ("epochs", f"{len(m)}/{cfg.optim.epochs}"),
-        ("time", f"{seconds / 60:.1f} min" if seconds else "–"),
+        ("time", duration(seconds)),
     ]
-    html_cards = "".join(
-        f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>'
-        for k, v in cards
-    )
     return (
         "overview",
         "Overview",
-        f'<p class="muted">Run {status}.</p><div class="cards">{html_cards}</div>',
+        f'<p class="muted">Run {status}.</p><div class="cards">{cards(items)}</div>',
     )
 
 
@@ -293,13 +211,6 @@ def _best_epoch(run: RunFolder) -> int:
     return int(np.argmax(wars)) + 1
 
 
-def _mode_options(run: RunFolder) -> str:
-    """The mode's resolved options, ``name=value``, those set by the config marked ``*``."""
-    resolved = purify_options(run.config)
-    given = run.config.purify.options
-    return ", ".join(f"{k}={v}{'*' if k in given else ''}" for k, v in resolved.items()) or "(none)"
-
-
 def _section_config(run: RunFolder):
     cfg = run.config
     d, mo, p, o = cfg.data, cfg.model, cfg.purify, cfg.optim
@@ -309,8 +220,8 @@ def _section_config(run: RunFolder):
         ["data options", json.dumps(d.options) if d.options else "–"],
         ["frames × size", f"{d.num_frames} × {d.size}px"],
         ["model", mo.name + (f" {json.dumps(mo.options)}" if mo.options else "")],
-        ["purification", p.mode],
-        ["mode options", _mode_options(run)],
+        ["pretrained", mo.pretrained or "no (random initialisation)"],
+        ["purification", f"mode {p.mode} (its options: Purification mode, below)"],
         [
             "optimiser",
             f"SGD lr {o.lr}, momentum {o.momentum}, wd {o.weight_decay}, "
@@ -318,15 +229,15 @@ def _section_config(run: RunFolder):
         ],
         ["seed, device, amp", f"{cfg.seed}, {cfg.device}, {cfg.amp}"],
     ]
-    table = _table(
-        ["setting", "value"], [[html.escape(k), html.escape(v)] for k, v in rows], left=2
+    settings = table(
+        ["setting", "value"], [[html.escape(k), html.escape(str(v))] for k, v in rows], left=2
     )
     try:
         text = (run.path / "config.yaml").read_text(encoding="utf-8")
     except OSError:
         text = yaml.safe_dump({})
     full = f"<details><summary>config.yaml</summary><pre>{html.escape(text)}</pre></details>"
-    return "config", "Config", table + full
+    return "config", "Config", settings + full
 
 
 def curve_series(metrics: list[dict]) -> dict[str, np.ndarray]:
@@ -363,7 +274,8 @@ def _epoch_ranges(epochs: np.ndarray, mask: np.ndarray) -> list[tuple[int, int]]
 def _section_curves(run: RunFolder):
     c = curve_series(run.metrics)
     epochs, gaps = c["epoch"], _epoch_ranges(c["epoch"], c["untrained"])
-    fig = _figure(13, 3.4)
+    band = no_decision_band(run.ledger)
+    fig = figure(13, 3.4)
     axes = fig.subplots(1, 3)
     axes[0].plot(epochs, c["loss"], marker=".", color="#333")
     axes[0].set_title("training loss")
@@ -376,18 +288,17 @@ def _section_curves(run: RunFolder):
         axes[2].axvline(best, color="#c44", linewidth=0.8, linestyle="--", label="best epoch")
     axes[2].set_title("test WAR / UAR (%)")
     axes[2].legend(fontsize=8)
+    last = max(int(epochs.max()) if len(epochs) else 1, run.config.optim.epochs)
     for ax in axes:
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, last)
         ax.grid(alpha=0.3)
-        if len(epochs):
-            ax.set_xlim(0.5, max(int(epochs.max()), run.config.optim.epochs) + 0.5)
-        for first, last in gaps:
-            ax.axvspan(first - 0.5, last + 0.5, color="#d33", alpha=0.07, linewidth=0)
-        _warmup_line(ax, run.config, len(run.metrics))
+        for first, end in gaps:
+            ax.axvspan(first - 0.5, end + 0.5, color="#d33", alpha=0.07, linewidth=0)
+        shade_band(ax, band)
     caption = (
-        '<p class="muted">Grey band: warm-up epochs (every sample trained, no decision). '
-        "Training accuracy is on the samples trained that epoch, against their training "
-        "labels.</p>"
+        f'<p class="muted">{band_caption(run.ledger)} Training accuracy is on the samples '
+        "trained that epoch, against their training labels. Dashed red line: the epoch of the "
+        "best test WAR.</p>"
     )
     if gaps:
         spans = ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in gaps)
@@ -395,7 +306,7 @@ def _section_curves(run: RunFolder):
             f'<p class="note">Red band: epoch(s) {spans} trained no sample (every sample '
             "pruned): no training loss or accuracy there; the model was still evaluated.</p>"
         )
-    return "curves", "Training curves", _png(fig, alt="training curves") + caption
+    return "curves", "Training curves", png(fig, alt="training curves") + caption
 
 
 SKIPPED_SHOWN = 500
@@ -421,8 +332,8 @@ def _section_skipped(run: RunFolder):
         if len(lines) > SKIPPED_SHOWN
         else ""
     )
-    table = _table(["#", "row: reason", "found"], rows, left=2)
-    return "skipped", "Skipped rows", head + table + more
+    listing = table(["#", "row: reason", "found"], rows, left=2)
+    return "skipped", "Skipped rows", head + listing + more
 
 
 def _section_confusion(run: RunFolder):
@@ -444,7 +355,7 @@ def _section_confusion(run: RunFolder):
     k = panels[0][2].shape[0]
     labels = list(names) if len(names) == k else [str(i) for i in range(k)]
     side = max(4.2, 0.5 * k + 2.2)
-    fig = _figure(side * len(panels), side)
+    fig = figure(side * len(panels), side)
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, epoch, cm) in zip(axes, panels, strict=True):
         support = cm.sum(axis=1, keepdims=True)
@@ -467,9 +378,9 @@ def _section_confusion(run: RunFolder):
         ax.set_ylabel("true")
         war = run.metrics[epoch - 1].get("war", float("nan"))
         uar = run.metrics[epoch - 1].get("uar", float("nan"))
-        ax.set_title(f"{title}: epoch {epoch} (WAR {_pct(war)}, UAR {_pct(uar)})", fontsize=10)
+        ax.set_title(f"{title}: epoch {epoch} (WAR {pct(war)}, UAR {pct(uar)})", fontsize=10)
     caption = '<p class="muted">Test split, rows normalised to the true class.</p>'
-    return "confusion", "Confusion matrices", _png(fig, alt="confusion matrices") + caption
+    return "confusion", "Confusion matrices", png(fig, alt="confusion matrices") + caption
 
 
 def _section_timeline(run: RunFolder):
@@ -482,48 +393,63 @@ def _section_timeline(run: RunFolder):
     moved = np.zeros(len(epochs), dtype=np.int64)
     if len(epochs) > 1:
         moved[1:] = ((out[1:] != out[:-1]) | (label[1:] != label[:-1])).sum(axis=1)
-    fig = _figure(13, 3.4)
+    band = no_decision_band(ledger)
+    fig = figure(13, 3.4)
     axes = fig.subplots(1, 2)
     ax = axes[0]
-    ax.plot(epochs, counts["pruned"], marker=".", color=COLORS["pruned"], label="pruned")
-    ax.plot(epochs, counts["corrected"], marker=".", color=COLORS["corrected"], label="corrected")
-    ax.plot(epochs, moved, linestyle="--", color="#777", label="changed since previous epoch")
+    for values, style in (
+        (counts["pruned"], dict(marker=".", color=COLORS["pruned"], label="pruned")),
+        (counts["corrected"], dict(marker=".", color=COLORS["corrected"], label="corrected")),
+        (moved, dict(linestyle="--", color="#777", label="changed since previous epoch")),
+    ):
+        ax.plot(epochs, values, clip_on=False, zorder=3, **style)
     ax.set_title("pruned and corrected samples per epoch")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("samples")
-    ax.grid(alpha=0.3)
+    count_axis(ax, np.concatenate([counts["pruned"], counts["corrected"], moved]))
     ax.legend(fontsize=8)
+    if not (counts["pruned"].any() or counts["corrected"].any() or moved.any()):
+        ax.text(0.5, 0.5, "no sample pruned or corrected in any epoch", transform=ax.transAxes,
+                ha="center", color="#777")  # fmt: skip
     ax = axes[1]
     bottom = np.zeros(len(epochs))
     for key in ("kept", "corrected", "pruned", "undecided"):
         ax.bar(epochs, counts[key], bottom=bottom, color=COLORS[key], label=key, width=0.85)
         bottom += counts[key]
     ax.set_title("state of every training sample at the end of each epoch")
-    ax.set_xlabel("epoch")
+    count_axis(ax, bottom)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for a in axes:
-        _warmup_line(a, run.config, len(epochs))
+        epoch_axis(a, len(epochs))
+        a.grid(alpha=0.3, axis="y")
+        shade_band(a, band)
     rows = [
-        [
-            str(e),
-            str(counts["kept"][i]),
-            str(counts["corrected"][i]),
-            str(counts["pruned"][i]),
-            str(counts["undecided"][i]),
-            str(moved[i]),
-        ]
+        [str(e)]
+        + [str(counts[k][i]) for k in ("kept", "corrected", "pruned", "undecided")]
+        + [str(moved[i])]
         for i, e in enumerate(epochs)
     ]
-    table = _table(["epoch", "kept", "corrected", "pruned", "undecided", "changed"], rows)
-    details = f"<details><summary>per-epoch counts</summary>{table}</details>"
+    counts_table = table(["epoch", "kept", "corrected", "pruned", "undecided", "changed"], rows)
+    details = f"<details><summary>per-epoch counts</summary>{counts_table}</details>"
+    nothing = (
+        ""
+        if (counts["pruned"].any() or counts["corrected"].any())
+        else (" No sample was pruned or corrected in any epoch.")
+    )
+    fixed = _selects_before_training(run.config.purify.mode)
+    when = (
+        f" Mode {run.config.purify.mode} fixed its kept set and labels before training."
+        if fixed
+        else " A decision taken at the end of epoch e governs epoch e + 1."
+    )
     caption = (
-        '<p class="muted">A decision taken at the end of epoch e governs epoch e + 1; '
-        "“changed” counts samples that entered or left the pruned set or changed label.</p>"
+        f'<p class="muted">{band_caption(ledger)}{nothing}{when} States (from the ledger): '
+        "kept — decided and trained with its annotation; corrected — trained with another label; pruned — left out of the next "
+        "epoch; undecided — no decision for the sample yet. “changed” counts samples that "
+        "entered or left the pruned set or changed label.</p>"
     )
     return (
         "timeline",
         "Purification timeline",
-        _png(fig, alt="purification timeline") + caption + details,
+        png(fig, alt="purification timeline") + caption + details,
     )
 
 
@@ -533,50 +459,53 @@ def _section_distributions(run: RunFolder):
     weights = ledger.column("weight").astype(np.float64)  # (E, N)
     weight = last_recorded(weights)
     score = ledger.column("score")[-1].astype(np.float64)
-    groups = {
-        "kept": (state == KEPT) | (state == UNDECIDED),
-        "corrected": state == CORRECTED,
-        "pruned": state == PRUNED,
-    }
-    fig = _weight_histograms(weight, score, groups, lam=_lam(run.config))
-    table = _weight_table(weight, score, groups, recorded=np.isfinite(weights[-1]))
+    score[(ledger.column("pred") < 0).all(axis=0)] = np.nan  # never recorded: no score
+    groups = {name: state == code for name, code in STATE_GROUPS.items()}
+    branch = has_weight_branch(weights)
+    fig = _weight_histograms(
+        weight, score, groups, lam=_lam(run.config), score_title=_score_title(run), branch=branch
+    )
+    recorded = np.isfinite(weights[-1])
+    groups_table = _weight_table(weight, score, groups, recorded=recorded, branch=branch)
+    lam = _lam(run.config)
+    marks = (
+        f" The dashed line is λ = {lam:g}: a sample scoring at or below it is pruned."
+        if lam is not None
+        else ""
+    )
+    caption = (
+        f'<p class="muted">Groups by the state at the final epoch. Weight w: each sample\'s '
+        f"last recorded weight. Score S: the score the mode wrote to the ledger at the final epoch "
+        f"(what its decision looked at; none for a sample never recorded).{marks} “no record in the final epoch”: samples the mode neither recorded "
+        "while training nor re-scored in that epoch (e.g. pruned samples it does not re-score, "
+        "or samples outside the share it re-scores that epoch); their w is from an earlier "
+        "epoch.</p>"
+    )
     return (
         "distributions",
-        "Weights of kept and pruned samples",
-        _png(fig, alt="weight histograms") + table,
+        "Weights and scores at the final epoch",
+        png(fig, alt="weight and score histograms") + caption + groups_table,
     )
 
 
-def _weight_histograms(weight, score, groups: dict, *, lam: float | None):
+def _weight_histograms(weight, score, groups: dict, *, lam, score_title: str, branch: bool):
     """Histograms of the weight (left) and score (right) of each group, λ marked."""
-    fig = _figure(13, 3.4)
+    fig = figure(13, 3.4)
     axes = fig.subplots(1, 2)
     panels = (
         (axes[0], weight, "weight w", "weight w (last record of each sample)"),
-        (axes[1], score, "score S", "score S = mean w·p over the window, final epoch"),
+        (axes[1], score, "score S", score_title),
     )
     for ax, values, xlabel, title in panels:
-        finite = values[np.isfinite(values)]
-        marks = [lam] if lam is not None and ax is axes[1] else []
-        span = np.concatenate([finite, marks]) if finite.size or marks else np.array([0.0, 1.0])
-        lo, hi = float(span.min()), float(span.max())
-        pad = max(0.02, 0.05 * (hi - lo))
-        bins = np.linspace(max(0.0, lo - pad), max(min(1.0, hi + pad), hi), 41)
-        for key, mask in groups.items():
-            v = values[mask & np.isfinite(values)]
-            if v.size:
-                ax.hist(v, bins=bins, color=COLORS[key], alpha=0.55, label=f"{key} ({v.size})")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("samples")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(
-                0.5, 0.5, "no value recorded", transform=ax.transAxes, ha="center", color="#777"
-            )
-    if lam is not None:
+        if ax is axes[0] and not branch:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, "this mode trains without a weight branch (w = 1)",
+                    transform=ax.transAxes, ha="center", color="#777")  # fmt: skip
+            continue
+        _histogram(ax, values, groups, marks=[lam] if lam is not None and ax is axes[1] else [])
+    if lam is not None and axes[1].get_legend_handles_labels()[0]:
         axes[1].axvline(lam, color="#c44", linestyle="--", linewidth=1)
         axes[1].text(
             lam, axes[1].get_ylim()[1] * 0.95, f" λ = {lam:g}", color="#c44", fontsize=8, va="top"
@@ -584,33 +513,24 @@ def _weight_histograms(weight, score, groups: dict, *, lam: float | None):
     return fig
 
 
-def _weight_table(weight, score, groups: dict, *, recorded) -> str:
-    """Per group: size, mean and median weight, mean score, samples not recorded last epoch."""
+def _weight_table(weight, score, groups: dict, *, recorded, branch: bool) -> str:
+    """Per group: size, mean and median weight, mean score, samples with no final record."""
     rows = []
     for key, mask in groups.items():
-        w = weight[mask & np.isfinite(weight)]
+        w = weight[mask & np.isfinite(weight)] if branch else np.zeros(0)
         s = score[mask & np.isfinite(score)]
         rows.append(
             [
                 key,
                 str(int(mask.sum())),
-                _fmt(np.mean(w)) if w.size else "–",
-                _fmt(np.median(w)) if w.size else "–",
-                _fmt(np.mean(s)) if s.size else "–",
+                fmt(np.mean(w)) if w.size else "–",
+                fmt(np.median(w)) if w.size else "–",
+                fmt(np.mean(s)) if s.size else "–",
                 str(int((mask & ~recorded).sum())),
             ]
         )
-    return _table(
-        [
-            "group (final state)",
-            "samples",
-            "mean w",
-            "median w",
-            "mean S",
-            "not recorded in the final epoch",
-        ],
-        rows,
-    )
+    header = ["group (final state)", "samples", "mean w", "median w", "mean S"]
+    return table([*header, "no record in the final epoch"], rows)
 
 
 def _section_classes(run: RunFolder):
@@ -627,39 +547,37 @@ def _section_classes(run: RunFolder):
         "away": np.bincount(given[corrected], minlength=k)[:k],
         "into": np.bincount(final[corrected], minlength=k)[:k],
     }
-    fig, share = _class_figure(names, counts)
-    table = _class_table(names, counts, share)
+    share = np.divide(counts["pruned"], counts["total"], out=np.zeros(k), where=counts["total"] > 0)
+    if pruned.any() or corrected.any():
+        chart = png(_class_figure(names, counts, share), alt="per-class counts")
+    else:
+        chart = '<p class="muted">No sample is pruned or corrected at the final epoch.</p>'
+    class_table = _class_table(names, counts, share)
     matrix = _correction_matrix(names, given[corrected], final[corrected])
-    return (
-        "classes",
-        "Per-class counts (final epoch)",
-        _png(fig, alt="per-class counts") + table + matrix,
-    )
+    return "classes", "Per-class counts (final epoch)", chart + class_table + matrix
 
 
-def _class_figure(names, counts: dict):
-    """Bars of pruned and corrected samples per class, and the share pruned; (figure, share)."""
+def _class_figure(names, counts: dict, share):
+    """Bars of pruned and corrected samples per given class, and the share of each pruned."""
     k = len(names)
-    total, n_pruned, away = counts["total"], counts["pruned"], counts["away"]
     x = np.arange(k)
-    fig = _figure(13, 3.6)
+    fig = figure(13, 3.6)
     axes = fig.subplots(1, 2)
     ax = axes[0]
-    ax.bar(x - 0.2, n_pruned, width=0.4, color=COLORS["pruned"], label="pruned")
-    ax.bar(x + 0.2, away, width=0.4, color=COLORS["corrected"], label="corrected (given label)")
+    ax.bar(x - 0.2, counts["pruned"], width=0.4, color=COLORS["pruned"], label="pruned")
+    ax.bar(x + 0.2, counts["away"], width=0.4, color=COLORS["corrected"], label="corrected")
     ax.set_title("pruned and corrected samples per given class")
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("samples")
+    count_axis(ax, np.concatenate([counts["pruned"], counts["away"]]))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     ax = axes[1]
-    share = np.divide(n_pruned, total, out=np.zeros(k), where=total > 0)
     ax.bar(x, 100 * share, color=COLORS["pruned"])
-    ax.set_title("share of each class pruned (%)")
+    ax.set_title("share of each given class pruned (%)")
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3, axis="y")
-    return fig, share
+    return fig
 
 
 def _class_table(names, counts: dict, share) -> str:
@@ -670,7 +588,7 @@ def _class_table(names, counts: dict, share) -> str:
             html.escape(names[i]),
             str(total[i]),
             str(n_pruned[i]),
-            _pct(share[i]) if total[i] else "–",
+            pct(share[i]) if total[i] else "–",
             str(away[i]),
             str(into[i]),
             str(total[i] - n_pruned[i] - away[i] + into[i]),
@@ -682,13 +600,13 @@ def _class_table(names, counts: dict, share) -> str:
             "<b>all</b>",
             str(total.sum()),
             str(n_pruned.sum()),
-            _pct(n_pruned.sum() / max(1, total.sum())),
+            pct(n_pruned.sum() / max(1, total.sum())),
             str(away.sum()),
             str(into.sum()),
             str(total.sum() - n_pruned.sum()),
         ]
     )
-    return _table(
+    return table(
         [
             "class",
             "given",
@@ -696,7 +614,7 @@ def _class_table(names, counts: dict, share) -> str:
             "pruned %",
             "corrected away",
             "corrected into",
-            "kept with this label",
+            "not pruned, with this label",
         ],
         rows,
     )
@@ -716,7 +634,7 @@ def _correction_matrix(names, given, new) -> str:
     ]
     return (
         "<details><summary>corrections: given label (rows) → new label (columns)</summary>"
-        + _table(["given \\ new", *names], mrows)
+        + table(["given \\ new", *names], mrows)
         + "</details>"
     )
 
@@ -739,47 +657,51 @@ def _section_truth(run: RunFolder, gt: dict | None):
     ledger = run.ledger
     state = ledger.column("state")
     labels = ledger.column("label")
-    rows = []
-    for e in range(ledger.num_epochs):
-        s = purification_scores(
+    rows = [
+        purification_scores(
             state[e],
             labels[e],
             low_quality=gt["low_quality"],
             true_label=gt["true_label"],
             given_label=gt["given_label"],
         )
-        rows.append(s)
-    html_cards = _truth_cards(rows[-1], gt)
-    table = _truth_table(gt, state[-1], labels[-1])
+        for e in range(ledger.num_epochs)
+    ]
+    noise_table = _truth_table(gt, state[-1], labels[-1])
     fig = _truth_figure(run, rows)
     n = len(ledger.labels)
     caption = (
         f'<p class="muted">Final epoch, {n} training clips. Chance: a random prune hits a '
-        f"low-quality clip {_pct(gt['low_quality'].mean())} of the time. A correction is right "
-        "when the new label is the true one; correction recall is over all wrong labels.</p>"
+        f"low-quality clip {pct(gt['low_quality'].mean())} of the time. A correction is right "
+        "when the new label is the true one; correction recall is over all wrong labels. "
+        "Precision is left out (no point) in an epoch with nothing pruned or corrected.</p>"
     )
+    band = band_caption(ledger)
+    figure_caption = f'<p class="muted">{band}</p>' if band else ""
     return (
         "truth",
         "Against SynthDFER ground truth",
-        f'<div class="cards">{html_cards}</div>{caption}{table}'
-        + _png(fig, alt="precision and recall per epoch"),
+        f'<div class="cards">{_truth_cards(rows[-1], gt)}</div>{caption}{noise_table}'
+        + png(fig, alt="precision and recall per epoch")
+        + figure_caption,
     )
 
 
 def _truth_cards(final: dict, gt: dict) -> str:
     """Cards of the final precision and recall and of the amount of injected noise."""
-    cards = [
-        ("pruning precision", _pct(final["prune_precision"])),
-        ("pruning recall", _pct(final["prune_recall"])),
-        ("correction precision", _pct(final["correct_precision"])),
-        ("correction recall", _pct(final["correct_recall"])),
-        ("low-quality clips", f"{int(gt['low_quality'].sum())} ({_pct(gt['low_quality'].mean())})"),
-        ("wrong labels", f"{int(gt['mislabeled'].sum())} ({_pct(gt['mislabeled'].mean())})"),
-        ("wrong labels pruned", str(final["pruned_mislabeled"])),
-    ]
-    return "".join(
-        f'<div class="card"><div class="v">{v}</div><div class="k">{html.escape(k)}</div></div>'
-        for k, v in cards
+    return cards(
+        [
+            ("pruning precision", pct(final["prune_precision"])),
+            ("pruning recall", pct(final["prune_recall"])),
+            ("correction precision", pct(final["correct_precision"])),
+            ("correction recall", pct(final["correct_recall"])),
+            (
+                "low-quality clips",
+                f"{int(gt['low_quality'].sum())} ({pct(gt['low_quality'].mean())})",
+            ),
+            ("wrong labels", f"{int(gt['mislabeled'].sum())} ({pct(gt['mislabeled'].mean())})"),
+            ("wrong labels pruned", str(final["pruned_mislabeled"])),
+        ]
     )
 
 
@@ -796,12 +718,12 @@ def _truth_table(gt: dict, final_state, final_label) -> str:
                 html.escape(kind),
                 str(int(mask.sum())),
                 str(pr),
-                _pct(pr / mask.sum()),
+                pct(pr / mask.sum()),
                 str(co),
                 str(right),
             ]
         )
-    return _table(
+    return table(
         ["ground-truth noise", "samples", "pruned", "pruned %", "corrected", "corrected to truth"],
         kinds,
     )
@@ -810,7 +732,8 @@ def _truth_table(gt: dict, final_state, final_label) -> str:
 def _truth_figure(run: RunFolder, rows: list[dict]):
     """Precision and recall of pruning (left) and correction (right) per epoch."""
     epochs = np.arange(1, len(rows) + 1)
-    fig = _figure(13, 3.2)
+    band = no_decision_band(run.ledger)
+    fig = figure(13, 3.2)
     axes = fig.subplots(1, 2)
     for ax, what, title in (
         (axes[0], "prune", "pruning vs low quality"),
@@ -820,21 +743,21 @@ def _truth_figure(run: RunFolder, rows: list[dict]):
         ax.plot(epochs, [100 * r[f"{what}_recall"] for r in rows], marker=".", label="recall")
         ax.set_ylim(-2, 102)
         ax.set_title(f"{title} (%)")
-        ax.set_xlabel("epoch")
+        epoch_axis(ax, len(epochs))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        _warmup_line(ax, run.config, len(epochs))
+        shade_band(ax, band)
     return fig
 
 
 def _section_gallery(run: RunFolder, split, gt: dict | None, *, kind: str):
-    ledger, names = run.ledger, run.class_names
+    ledger = run.ledger
     title = "Pruned clips" if kind == "pruned" else "Corrected clips"
     sid = f"gallery-{kind}"
     state = ledger.column("state")[-1]
     total = int((state == (PRUNED if kind == "pruned" else CORRECTED)).sum())
-    order = "lowest score first" if kind == "pruned" else "largest Δp first"
     idx = select_gallery(ledger, kind=kind)
+    order = _gallery_order(ledger, idx, kind=kind)
     head = (
         f'<p class="muted">{total} {kind} at the final epoch; showing {len(idx)}, {order}. '
         f"{STRIP_FRAMES} frames per clip.</p>"
@@ -847,49 +770,12 @@ def _section_gallery(run: RunFolder, split, gt: dict | None, *, kind: str):
             title,
             head + '<p class="note">Frames unavailable (training data not readable).</p>',
         )
-    weight = last_recorded(ledger.column("weight"))
-    score = ledger.column("score")[-1]
-    delta = ledger.column("delta_p")[-1]
-    final = ledger.column("label")[-1]
-    preds = ledger.column("pred")  # (E, N), -1 where not recorded
-    seen = preds >= 0
-    last = len(preds) - 1 - seen[::-1].argmax(axis=0)
-    pred = np.where(seen.any(axis=0), preds[last, np.arange(preds.shape[1])], -1)
-    status = ledger.column("state")
+    columns = _gallery_columns(ledger)
     items = []
     for i in idx.tolist():
         sample = split.samples[i]
-        strip = _frame_strip(split, sample)
-        w_last = weight[i]
-        given = int(ledger.labels[i])
-        new = int(final[i])
-        since = _since(status[:, i], PRUNED if kind == "pruned" else CORRECTED)
-        label_txt = html.escape(_name(names, given))
-        if kind == "corrected":
-            label_txt = f"{label_txt} → <b>{html.escape(_name(names, new))}</b>"
-        p = int(pred[i])
-        pred_txt = html.escape(_name(names, p)) if p >= 0 else "–"
-        truth = ""
-        if gt is not None:
-            noise = str(gt["noise"][i])
-            true = int(gt["true_label"][i])
-            if kind == "pruned":
-                good = bool(gt["low_quality"][i])
-            else:
-                good = new == true
-            cls = "ok" if good else "bad"
-            truth = (
-                f'<div><span class="tag {cls}">true label {html.escape(_name(names, true))} · '
-                f"noise: {html.escape(noise)}</span></div>"
-            )
-        cap = (
-            f'<div class="cap"><div class="path" title="{html.escape(sample.path)}">#{i} '
-            f"{html.escape(Path(sample.path).name)} · {html.escape(_short_source(sample))}</div>"
-            f"<div>label {label_txt} · pred {pred_txt}</div>"
-            f"<div>w {_fmt(w_last)} · S {_fmt(score[i])} · Δp {_fmt(delta[i])} · "
-            f"{kind} since epoch {since}</div>{truth}</div>"
-        )
-        items.append(f'<div class="clip" data-index="{i}">{strip}{cap}</div>')
+        cap = _clip_caption(run, columns, i, sample, gt, kind=kind)
+        items.append(f'<div class="clip" data-index="{i}">{_frame_strip(split, sample)}{cap}</div>')
     return sid, title, head + f'<div class="gallery">{"".join(items)}</div>'
 
 
@@ -936,4 +822,114 @@ def _frame_strip(split, sample) -> str:
         x += t.width + gap
     buf = io.BytesIO()
     strip.save(buf, format="PNG", optimize=True)
-    return _img_tag(buf.getvalue(), alt=f"frames of {Path(sample.path).name}")
+    return img_tag(buf.getvalue(), alt=f"frames of {Path(sample.path).name}")
+
+
+def has_weight_branch(weights: np.ndarray) -> bool:
+    """Whether the recorded weights come from a weight branch (a mode without one records
+    w = 1 for every sample)."""
+    finite = weights[np.isfinite(weights)]
+    return bool(finite.size) and not np.all(finite == 1.0)
+
+
+def _selects_before_training(mode: str) -> bool:
+    from d2sp.purify import purifier_class
+
+    try:
+        return bool(purifier_class(mode).selects_before_training)
+    except ValueError:
+        return False
+
+
+def _score_title(run: RunFolder) -> str:
+    """What the score S is, for the histogram's title (the paper mode's definition is known)."""
+    if run.config.purify.mode == "paper":
+        options = purify_options(run.config)
+        p = "p[ŷ]" if options.get("score", "max") == "max" else "p[y]"
+        return f"score S = mean w·{p} over the last t = {options.get('t')} records, final epoch"
+    return f"score S that mode {run.config.purify.mode} recorded, final epoch"
+
+
+def _histogram(ax, values, groups: dict, *, marks: list[float]) -> None:
+    """One histogram per group of the finite ``values``; a note when there is none."""
+    finite = values[np.isfinite(values)]
+    span = np.concatenate([finite, marks]) if finite.size or marks else np.array([0.0, 1.0])
+    lo, hi = float(span.min()), float(span.max())
+    pad = max(0.02, 0.05 * (hi - lo))
+    bins = np.linspace(max(0.0, lo - pad), max(min(1.0, hi + pad), hi), 41)
+    for key, mask in groups.items():
+        v = values[mask & np.isfinite(values)]
+        if v.size:
+            ax.hist(v, bins=bins, color=COLORS[key], alpha=0.55, label=f"{key} ({v.size})")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        count_axis(ax, [ax.get_ylim()[1] / 1.08])
+        ax.legend(fontsize=8)
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no value recorded", transform=ax.transAxes, ha="center", color="#777")
+
+
+def _gallery_order(ledger: Ledger, idx: np.ndarray, *, kind: str) -> str:
+    """How the shown clips are ordered, as :func:`select_gallery` ordered them: by score or Δp
+    where those differ, else in the training list's order."""
+    never = (ledger.column("pred")[:, idx] < 0).all(axis=0)
+    key = ledger.column("score" if kind == "pruned" else "delta_p")[-1][idx].astype(np.float64)
+    key = key[~never & np.isfinite(key)]
+    if key.size > 1 and np.ptp(key) > 0:
+        return "lowest score first" if kind == "pruned" else "largest Δp first"
+    what = "score" if kind == "pruned" else "Δp"
+    why = f"none has a recorded {what}" if key.size == 0 else f"all have the same {what}"
+    return f"in the training list's order ({why})"
+
+
+def _gallery_columns(ledger: Ledger) -> dict[str, np.ndarray]:
+    """Per sample: last recorded weight and prediction (-1: never recorded), the final score,
+    Δp and label, and every epoch's state; ``branch``: whether the weights are a branch's."""
+    weights = ledger.column("weight")
+    preds = ledger.column("pred")  # (E, N), -1 where not recorded
+    seen = preds >= 0
+    last = len(preds) - 1 - seen[::-1].argmax(axis=0)
+    return {
+        "weight": last_recorded(weights),
+        "branch": np.array(has_weight_branch(weights.astype(np.float64))),
+        "pred": np.where(seen.any(axis=0), preds[last, np.arange(preds.shape[1])], -1),
+        "score": ledger.column("score")[-1],
+        "delta": ledger.column("delta_p")[-1],
+        "final": ledger.column("label")[-1],
+        "state": ledger.column("state"),
+    }
+
+
+def _clip_caption(run: RunFolder, columns: dict, i: int, sample, gt, *, kind: str) -> str:
+    """The caption under one clip's frames: where it is, its labels, what the ledger holds."""
+    names = run.class_names
+    given, new = int(run.ledger.labels[i]), int(columns["final"][i])
+    label_txt = html.escape(_name(names, given))
+    if kind == "corrected":
+        label_txt = f"{label_txt} → <b>{html.escape(_name(names, new))}</b>"
+    since = _since(columns["state"][:, i], PRUNED if kind == "pruned" else CORRECTED)
+    p = int(columns["pred"][i])
+    if p < 0:
+        record = "never recorded (neither trained on nor re-scored in any epoch)"
+    else:
+        w = f"w {fmt(columns['weight'][i])} · " if bool(columns["branch"]) else ""
+        record = (
+            f"last prediction {html.escape(_name(names, p))} · {w}S {fmt(columns['score'][i])}"
+            f" · Δp {fmt(columns['delta'][i])}"
+        )
+    truth = ""
+    if gt is not None:
+        true = int(gt["true_label"][i])
+        good = bool(gt["low_quality"][i]) if kind == "pruned" else new == true
+        truth = (
+            f'<div><span class="tag {"ok" if good else "bad"}">true label '
+            f"{html.escape(_name(names, true))} · noise: {html.escape(str(gt['noise'][i]))}"
+            "</span></div>"
+        )
+    return (
+        f'<div class="cap"><div class="path" title="{html.escape(sample.path)}">#{i} '
+        f"{html.escape(Path(sample.path).name)} · {html.escape(_short_source(sample))}</div>"
+        f"<div>label {label_txt} · {kind} since epoch {since}</div>"
+        f"<div>{record}</div>{truth}</div>"
+    )

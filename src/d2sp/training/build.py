@@ -113,6 +113,8 @@ def build_purifier(
     set before training makes that selection first (:meth:`Purifier.select`)."""
     cls = purifier_class(cfg.purify.mode)
     options = {**cls.resolve(purifier_options(cfg)), **(extra_options or {})}
+    if "epochs" in cls.defaults and options.get("epochs") is None:
+        options["epochs"] = cfg.optim.epochs  # a mode that scales its schedule to the run
     if cls.selects_before_training:
         context = SelectionContext(
             labels=split.labels, num_classes=split.num_classes, seed=cfg.seed,
@@ -198,7 +200,9 @@ def build_run(
     )  # fmt: skip
     model = build_model(cfg, purifier, train_split.num_classes, device)
     optimizer, scheduler = build_optimizer(cfg, model, len(train_ds))  # (freezes before DDP)
-    purifier.bind(model, optimizer=optimizer)  # (a teacher copies the bare model)
+    # a second network is built as the model is (a pretrained encoder loaded into both)
+    peer = {"peer": build_model(cfg, purifier, train_split.num_classes, device)} if purifier.trains_peer else {}
+    purifier.bind(model, optimizer=optimizer, **peer)  # (a teacher copies the bare model)
     net = model
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

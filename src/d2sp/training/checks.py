@@ -68,6 +68,19 @@ def _model_option_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
+def check_processes(cfg: RunConfig, world_size: int) -> None:
+    """Refuse (ValueError) a mode that trains a second network in a run of more than one
+    process: the second network is not synchronised across processes."""
+    from d2sp.purify import purifier_class
+
+    if world_size > 1 and purifier_class(cfg.purify.mode).trains_peer:
+        raise ValueError(
+            f"config refused:\n  purify.mode: {cfg.purify.mode!r} trains a second network that "
+            f"is not synchronised across processes: run it in one process, not under torchrun "
+            f"(got {world_size} processes)"
+        )
+
+
 def validate_config(cfg: RunConfig) -> None:
     """Refuse a config that makes no sense before anything starts (ValueError naming every
     problem): unknown backbone, dataset or purification mode, ``model.options`` the backbone's

@@ -33,7 +33,7 @@ from d2sp.training.callbacks import (
     RunFolderWriter,
 )
 from d2sp.training.checkpoint import restore_checkpoint, resume_source
-from d2sp.training.checks import validate_config
+from d2sp.training.checks import check_processes, validate_config
 from d2sp.training.distributed import (
     broadcast_object,
     check_batch_size,
@@ -105,6 +105,7 @@ def train(
     console = console or Console()
     validate_config(cfg)
     info = launch_info()
+    check_processes(cfg, info.world_size)
     check_batch_size(cfg.optim.batch_size, info.world_size)
     device = process_device(cfg.device, info)
     run_dir = Path(run_dir) if run_dir is not None else Path(cfg.out_dir) / cfg.name
