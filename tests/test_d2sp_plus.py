@@ -18,9 +18,12 @@ from d2sp.purify.teacher import EmaTeacher
 K = 3
 
 
+pytestmark = pytest.mark.usefixtures("d2sp_plus")  # registered for this module's tests only
+
+
 def dp():
-    """The mode's module, imported when a test runs (importing it registers ``d2sp+``; at
-    collection it would add the mode to what other test files parametrize over)."""
+    """The mode's module, imported when a test runs (at collection it would add ``d2sp+`` to
+    what other test files parametrize over)."""
     return importlib.import_module("benchmarks.quality.d2sp_plus")
 
 
@@ -391,7 +394,7 @@ def test_after_step_updates_the_ema_teacher_and_loss_adds_the_rank_term():
 def test_registry_builds_the_mode_once_the_suite_registers_it_and_refuses_unknown_ones():
     labels = np.array([0, 1, 2])
     assert type(create_purifier("paper", labels, num_classes=K, lam=0.6)) is PaperPurifier
-    mode = dp().ImprovedPurifier  # importing the module registers it
+    mode = dp().ImprovedPurifier  # the suite registers it (here: the d2sp_plus fixture)
     assert type(create_purifier("d2sp+", labels, num_classes=K, lam=0.6)) is mode
     with pytest.raises(ValueError) as err:
         create_purifier("d2sp++", np.array([0, 1]), num_classes=2)

@@ -1,11 +1,12 @@
 """The suite's datasets and noise settings; every dataset is held in memory.
 
-- ``fashion``: Fashion-MNIST at 16×16 (Debian's ``dataset-fashion-mnist``, installed with
-  apt-get when missing): per seed, ``train`` images drawn from the 60,000 training images,
+- ``fashion``: Fashion-MNIST at 16×16 (Debian's ``dataset-fashion-mnist``, read from
+  ``/usr/share/datasets/fashion-mnist``): per seed, ``train`` images drawn from the 60,000 training images,
   a disjoint clean ``pretrain`` split drawn after them (the pretrained regime's), and the
   first ``test`` images of the official test set;
 - ``synth``: SynthDFER clips rendered in memory (``train`` noisy training clips, ``test``
-  clean test clips, ``pretrain`` clean clips rendered separately), a narrow R18-LSTM;
+  clean test clips, and with the clean cell ``pretrain`` clean clips rendered separately),
+  a narrow R18-LSTM;
 - ``digits``: scikit-learn's digits at 16×16 (1198 train / 599 test, no pretrained regime),
   a quick development set.
 
@@ -21,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,16 +131,13 @@ def load_digits_images(size: int) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def load_fashion() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fashion-MNIST ``(x_train (60000, 28, 28), y_train, x_test (10000, 28, 28), y_test)``,
-    in [0, 1]; installs Debian's package when it is missing."""
+    in [0, 1]."""
     if not FASHION_DIR.exists():
-        print("installing Debian's dataset-fashion-mnist (31 MB) ...", file=sys.stderr)
-        try:
-            subprocess.run(["apt-get", "install", "-y", "dataset-fashion-mnist"], check=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise SystemExit(
-                f"the fashion cells need Debian's dataset-fashion-mnist package under "
-                f"{FASHION_DIR} (apt-get install -y dataset-fashion-mnist): {err}"
-            ) from None
+        raise SystemExit(
+            f"the fashion cells read Fashion-MNIST from {FASHION_DIR}: install Debian's "
+            "dataset-fashion-mnist package (apt-get install dataset-fashion-mnist), or put "
+            "the four idx files (train-images-idx3-ubyte.gz, ...) there"
+        )
     files = {p.name: p for p in FASHION_DIR.rglob("*") if p.is_file()}
 
     def read(stem: str) -> np.ndarray:
@@ -195,7 +191,7 @@ def _synth(noise: str, seed: int, s: dict, cache: Path) -> Data:
     path = cache / "data" / f"synth_{noise}_{seed}_{tag}.pt"
     if path.exists():
         return Data(**torch.load(path, weights_only=False))
-    rates = NOISES["dual" if noise == "gen" else noise]
+    rates = NOISES[noise]
     cfg = dict(
         low_quality_rate=rates["unusable_rate"], label_noise_rate=rates["label_noise_rate"],
         neutral_sink_share=0.4, annotation_batch=48 if noise == "heavy" else 24,
@@ -204,7 +200,8 @@ def _synth(noise: str, seed: int, s: dict, cache: Path) -> Data:
     rngs = [np.random.default_rng(r) for r in np.random.SeedSequence(seed).spawn(3)]
     ptr, given, true, kind = _plan_split(s["train"], rngs[0], noisy=True, cfg=cfg)
     pte, _, ttrue, _ = _plan_split(s["test"], rngs[1], noisy=False, cfg=cfg)
-    ppre, _, ptrue, _ = _plan_split(s["pretrain"], rngs[2], noisy=False, cfg=cfg) if s["pretrain"] else ([], 0, np.zeros(0), 0)
+    pre = s["pretrain"] if noise == "clean" else 0  # (the pretraining reads the clean cell's)
+    ppre, _, ptrue, _ = _plan_split(pre, rngs[2], noisy=False, cfg=cfg) if pre else ([], 0, np.zeros(0), 0)
 
     def render(params):
         arr = np.stack([render_clip(p, s["size"]) for p in params])  # (N, T, S, S, 3)

@@ -1,6 +1,7 @@
-"""The suite's table (Markdown): the targets of the recommended mode first, then every
-row's WAR per cell with the mode's purification figures, each row over the noisy cells, the
-spread over seeds, the ablations, and the time the runs took.
+"""The suite's tables (Markdown). :func:`war_table` is the one the suite prints: mean WAR
+per row per cell, and each row's mean over the noisy and over the clean cells. The report
+file adds the targets of the recommended mode, every row's purification figures, the spread
+over seeds, the ablations, and the time the runs took.
 
 ``res``: ``{(cell, row, seed): figures}``; a cell is ``(dataset, noise, regime)``.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.quality.rows import PEERS, parse_row
+from benchmarks.quality.cells import name
+from benchmarks.quality.rows import METHODS, PEERS, parse_row
 
 NAN = float("nan")
 
@@ -27,10 +29,6 @@ def pct(x: float, digits: int = 1) -> str:
 
 def num(x: float, digits: int = 2) -> str:
     return "–" if np.isnan(x) else f"{x:.{digits}f}"
-
-
-def name(cell) -> str:
-    return "/".join(cell)
 
 
 def cost_ratio(res, cell, row, seeds) -> float:
@@ -100,8 +98,9 @@ def targets(res, cells, seeds, mode) -> list[str]:
 
 
 def order_rows(rows) -> list[str]:
-    """The peers first, then the oracle, then the rest (ablations last)."""
-    first = [r for r in ("CE", "cleanlab", "gce", "elr", "coteach", "dividemix", "paper", "d2sp+", "oracle") if r in rows]
+    """The suite's rows in :data:`~benchmarks.quality.rows.METHODS` order (the peers, the
+    recommended mode, the oracle), then the rest (ablations last)."""
+    first = [r for r in METHODS if r in rows]
     rest = sorted((r for r in rows if r not in first), key=lambda r: (len(r.split()) > 1, r))
     return first + rest
 
@@ -110,21 +109,37 @@ def is_ablation(row: str) -> bool:
     return len(row.split()) > 1
 
 
-def cell_table(res, cells, seeds, mode, rows) -> list[str]:
-    """Every (non-ablation) row's WAR per cell, and the mode's figures."""
-    rows = [r for r in rows if not is_ablation(r)]
-    head = ["cell", *rows, f"{mode}: gap closed %", "changed %", "relabel P", "AUROC (mode / cleanlab)", "cost × CE"]
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+def war_table(res, cells, seeds, mode, rows) -> list[str]:
+    """Mean WAR (%) over the seeds of each row (a column) in each cell (a line; the
+    recommended ``mode`` in bold), then each row's mean over the noisy cells and over the
+    clean ones (``(k of n)`` where it ran in only k of them)."""
+    lines = ["| cell | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for c in cells:
         wars = [mean(res, c, r, seeds) for r in rows]
-        if all(np.isnan(w) for w in wars):
+        if not all(np.isnan(w) for w in wars):
+            lines.append(f"| {name(c)} | " + " | ".join(f"**{pct(w)}**" if r == mode else pct(w) for r, w in zip(rows, wars, strict=True)) + " |")
+    for label, group in (("noisy", [c for c in cells if c[1] != "clean"]), ("clean", [c for c in cells if c[1] == "clean"])):
+        if not group:
             continue
+        out = []
+        for r in rows:
+            v = [w for w in (mean(res, c, r, seeds) for c in group) if not np.isnan(w)]
+            out.append("–" if not v else pct(float(np.mean(v))) + ("" if len(v) == len(group) else f" ({len(v)} of {len(group)})"))
+        lines.append(f"| **mean, {len(group)} {label} cell{'s' * (len(group) > 1)}** | " + " | ".join(out) + " |")
+    return lines
+
+
+def mode_table(res, cells, seeds, mode) -> list[str]:
+    """The recommended ``mode``'s purification figures per cell it ran in: the share of the
+    CE→oracle gap closed, labels changed, relabel precision, suspicion AUROC (and
+    cleanlab's), cost relative to CE."""
+    lines = ["| cell | gap closed % | changed % | relabel P | AUROC (mode / cleanlab) | cost × CE |", "|---|---|---|---|---|---|"]
+    for c in cells_with(res, cells, mode, seeds):
         prec, _ = relabel_precision(res, [c], mode, seeds)
-        tail = [pct(gap_closed(res, c, mode, seeds), 0), pct(mean(res, c, mode, seeds, "changed"), 2), num(prec),
-                f"{num(mean(res, c, mode, seeds, 'auroc'), 3)} / {num(mean(res, c, 'cleanlab', seeds, 'auroc'), 3)}",
-                num(cost_ratio(res, c, mode, seeds))]  # fmt: skip
-        cells_ = [f"**{pct(w)}**" if r == mode else pct(w) for r, w in zip(rows, wars, strict=True)]
-        lines.append(f"| {name(c)} | " + " | ".join(cells_ + tail) + " |")
+        figures = [pct(gap_closed(res, c, mode, seeds), 0), pct(mean(res, c, mode, seeds, "changed"), 2), num(prec),
+                   f"{num(mean(res, c, mode, seeds, 'auroc'), 3)} / {num(mean(res, c, 'cleanlab', seeds, 'auroc'), 3)}",
+                   num(cost_ratio(res, c, mode, seeds))]  # fmt: skip
+        lines.append(f"| {name(c)} | " + " | ".join(figures) + " |")
     return lines
 
 
