@@ -16,7 +16,7 @@ def compare(
     overrides: list[str] = typer.Argument(None, help="Config overrides such as optim.epochs=30"),
     config: str = typer.Option(None, "--config", "-c", help="YAML file or packaged name"),
     methods: str = typer.Option(
-        "ce,scn,cleanlab,d2sp", help="Comma-separated registered modes (d2sp list-modes), e.g. ce, d2sp, scn, cleanlab, oracle"
+        "ce,scn,cleanlab,d2sp", help="Comma-separated modes: adaptive, paper, ce, scn, cleanlab, oracle, gce, elr, coteach, dividemix"
     ),
     seeds: str = typer.Option("0,1,2", help="Comma-separated seeds"),
     out: str = typer.Option("runs/compare", help="Folder for the run folders and the tables"),
