@@ -12,7 +12,7 @@ args=(
   "data.options={num_train: 48, num_test: 21, size: 32, min_frames: 4, max_frames: 8, workers: 1}"
   data.num_frames=4 data.size=32 data.workers=0 model.name=vit_lstm
   "model.options={img_size: 32, dim: 32, depth: 2, heads: 4, lstm_hidden: 16}"
-  device=cpu optim.epochs=5 optim.batch_size=8 optim.lr=0.05 purify.mode=d2sp+
+  device=cpu optim.epochs=5 optim.batch_size=8 optim.lr=0.05 purify.mode=paper
   purify.warmup_epochs=2 purify.t=2 purify.lam=0.9 purify.tau=0.1
   "data.root=$work/synth" "out_dir=$work"
 )

@@ -76,3 +76,18 @@ def tiny_mode_overrides(mode: str, epochs: int = 4) -> list[str]:
     while cls.schedule_problems(options, epochs=epochs, dataset="synthdfer") and epochs < 16:
         epochs *= 2
     return [f"purify.mode={mode}", f"optim.epochs={epochs}", *(f"purify.{k}={v}" for k, v in set_.items())]
+
+
+@pytest.fixture(scope="module")
+def d2sp_plus():
+    """The benchmark-only mode ``d2sp+`` (``benchmarks/quality/d2sp_plus.py``), registered
+    for the tests of one module and unregistered after them, so that tests which run every
+    registered mode see only the package's."""
+    import importlib
+
+    from d2sp.purify import PURIFIERS
+
+    module = importlib.import_module("benchmarks.quality.d2sp_plus")
+    PURIFIERS["d2sp+"] = module.ImprovedPurifier
+    yield module
+    PURIFIERS.pop("d2sp+", None)

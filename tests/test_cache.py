@@ -363,7 +363,7 @@ def test_reads_are_the_same_however_frames_are_grouped_into_calls(tmp_path, code
 
 def test_the_default_codec_everywhere_and_data_cache_codec(tmp_path):
     """``prepare_cache``, ``d2sp prepare`` and ``data.cache`` share one default codec (JPEG,
-    chosen by ``benchmarks/loader_table.py``); ``data.cache_codec`` picks another."""
+    chosen by ``benchmarks/speed/loader_table.py``); ``data.cache_codec`` picks another."""
     import inspect
 
     from d2sp.commands.prepare import prepare

@@ -29,7 +29,6 @@ SELECTED = np.arange(N) % 5 != 0  # a selection made before training
 OPTIONS = {  # options that make each mode decide within a few epochs
     "adaptive": dict(min_epochs=2, ready_floor=0.5, ready_gain=0.5, min_noise=0.0),
     "paper": dict(lam=0.45, tau=0.1, t=2, warmup_epochs=1),
-    "d2sp+": dict(lam=0.9, tau=0.1, t=2, agree=2, warmup_epochs=1, rescore_every=2),
     "scn": dict(warmup_epochs=1, relabel_margin=0.1),
     "ce": dict(keep=SELECTED, targets=(LABELS + 1) % K),
     "oracle": dict(keep=SELECTED, targets=LABELS, suspicion=(~SELECTED).astype(np.float32)),
@@ -189,7 +188,7 @@ def test_records_combined_across_two_processes_give_one_process_decisions(mode):
         for col in Ledger.COLUMNS:
             np.testing.assert_array_equal(p.ledger.column(col), one.ledger.column(col))
     state = one.ledger.column("state")
-    if mode in ("paper", "d2sp+"):
+    if mode == "paper":
         assert (state == PRUNED).any() and (state == CORRECTED).any()
     if mode == "scn":
         assert (state == CORRECTED).any()

@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 
 from d2sp import train
 from d2sp.cli import app
+from d2sp.config import PurifyConfig
+from d2sp.purify import purifier_class
 from d2sp.runs.evaluation import evaluate_run
 from tests.conftest import tiny_config
 
@@ -77,10 +79,12 @@ def test_missing_checkpoint_is_named(tmp_path):
     assert result.exit_code == 2 and "last.pt: no such checkpoint" in result.output
 
 
-@pytest.mark.parametrize("mode", ["scn", "d2sp+"])
+@pytest.mark.parametrize("mode", sorted({"scn", PurifyConfig().mode}))
 def test_every_head_loads_back(tmp_path, synth_root, mode):
-    # scn: a one-layer weight branch; d2sp+: a teacher beside the model (not evaluated)
-    mode_cfg = [f"purify.mode={mode}", "purify.warmup_epochs=1"]
+    # scn: a one-layer weight branch; the default mode: whatever it keeps beside the model
+    # (e.g. a teacher, not evaluated)
+    warmup = ["purify.warmup_epochs=1"] if "warmup_epochs" in purifier_class(mode).defaults else []
+    mode_cfg = [f"purify.mode={mode}", *warmup]
     cfg = tiny_config(tmp_path, synth_root, "name=m", *mode_cfg)
     train(cfg, progress=False)
     rows = (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()

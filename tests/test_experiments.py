@@ -239,9 +239,9 @@ def test_methods_are_the_registered_modes_and_unknown_ones_are_refused(tmp_path)
     from d2sp.purify import list_modes
 
     base = base_config(tmp_path, "purify.mode=paper", "purify.lam=0.3")
-    plan = plan_comparison(base, methods=["ce", "d2sp+", "paper"], seeds=[0, 1])
-    assert [(c.row, c.seed) for c in plan][:4] == [("ce", 0), ("ce", 1), ("d2sp+", 0), ("d2sp+", 1)]
-    assert "purify.options=null" in plan[2].overrides and "purify.mode=d2sp+" in plan[2].overrides
+    plan = plan_comparison(base, methods=["ce", "scn", "paper"], seeds=[0, 1])
+    assert [(c.row, c.seed) for c in plan][:4] == [("ce", 0), ("ce", 1), ("scn", 0), ("scn", 1)]
+    assert "purify.options=null" in plan[2].overrides and "purify.mode=scn" in plan[2].overrides
     assert plan[4].overrides == ("purify.mode=paper",)  # the base's own mode keeps its λ
     with pytest.raises(ValueError) as err:
         plan_comparison(base, methods=["ce", "mixup"], seeds=[0])

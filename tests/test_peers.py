@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from d2sp import train
+from d2sp import run_epoch, train
 from d2sp.purify import Ledger, create_purifier, purifier_class
 from d2sp.purify import dividemix as dm
 from d2sp.purify.coteach import forget_rate_at, small_loss_selection
@@ -23,7 +23,7 @@ from d2sp.purify.ledger import KEPT, PRUNED
 from d2sp.purify.peer import fresh_copy, optimizer_like
 from d2sp.training.checks import check_processes
 from tests.conftest import tiny_config
-from tests.test_plug_and_play import noisy_blobs
+from tests.test_plug_and_play import blob_batches, noisy_blobs
 
 PEERS = ["gce", "elr", "coteach", "dividemix"]
 
@@ -353,21 +353,9 @@ def blob_loop(mode, n_epochs=6, **options):
     """The six calls on noisy Gaussian blobs (30% of the labels flipped, no junk)."""
     x, given, true, _, flipped = noisy_blobs(flip=0.3, junk=0.0)
     pur, model, opt = with_model(mode, given.numpy(), **options)
-    gen = torch.Generator().manual_seed(0)
+    train_batches, rescore_batches = blob_batches(x, torch.Generator().manual_seed(0), rescore_batch=128)
     for _ in range(n_epochs):
-        model.train()
-        train = torch.as_tensor(pur.train_indices())
-        for idx in train[torch.randperm(len(train), generator=gen)].split(32):
-            loss = pur.batch_loss(
-                model, x[idx] + 0.1 * torch.randn(len(idx), 16, generator=gen), idx
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            pur.after_step()
-        for idx in torch.as_tensor(pur.rescore_indices()).split(128):
-            pur.rescore(idx, x[idx])
-        pur.end_epoch()
+        run_epoch(pur, model, opt, train_batches=train_batches, rescore_batches=rescore_batches)
     return pur, model, x, true, flipped
 
 
@@ -391,17 +379,9 @@ def test_a_two_network_mode_resumes_exactly_from_its_state(tmp_path, mode):
     path = tmp_path / "purifier.pt"
     torch.save(a.state_dict(), path)  # as a checkpoint holds it
     b.load_state_dict(torch.load(path, weights_only=True))
-    for pur, model in ((a, model_a), (b, model_b)):
-        opt = pur.optimizer
-        for idx in torch.arange(len(x)).split(64):
-            loss = pur.batch_loss(model, x[idx], idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            pur.after_step()
-        for idx in torch.as_tensor(pur.rescore_indices()).split(128):
-            pur.rescore(idx, x[idx])
-        pur.end_epoch()
+    for pur, model in ((a, model_a), (b, model_b)):  # one more epoch, in order, un-augmented
+        run_epoch(pur, model, pur.optimizer, train_batches=lambda _: ((x[i], i) for i in torch.arange(len(x)).split(64)),
+                  rescore_batches=lambda idx: ((x[i], i) for i in torch.as_tensor(idx).split(128)))  # fmt: skip
     for p, q in zip(a.peer.net.parameters(), b.peer.net.parameters(), strict=True):
         assert torch.equal(p, q)
     for p, q in zip(model_a.parameters(), model_b.parameters(), strict=True):

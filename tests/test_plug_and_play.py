@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from d2sp import ClassifierHead, create_purifier, list_modes
+from d2sp import ClassifierHead, create_purifier, list_modes, run_epoch
 
 
 def noisy_blobs(n=480, k=4, dim=16, flip=0.15, junk=0.15, seed=0):
@@ -34,27 +34,34 @@ class Tiny(nn.Module):
         return self.head(self.encoder(x))  # logits (B, 4), w (B,) or None
 
 
+def blob_batches(x, gen, rescore_batch=64):
+    """The loop's batches over the blobs ``x (N, 16)``: ``(train_batches, rescore_batches)``
+    for :func:`d2sp.run_epoch`: training batches of 32 in a shuffled order with Gaussian
+    jitter (the augmentation), re-scoring batches un-augmented."""
+
+    def train_batches(indices):
+        order = torch.as_tensor(indices)
+        for idx in order[torch.randperm(len(order), generator=gen)].split(32):
+            yield x[idx] + 0.1 * torch.randn(len(idx), 16, generator=gen), idx
+
+    def rescore_batches(indices):
+        for idx in torch.as_tensor(indices).split(rescore_batch):
+            yield x[idx], idx
+
+    return train_batches, rescore_batches
+
+
 def train_plain_loop(mode, epochs=20, **options):
-    """The README loop: one purifier object, six calls."""
+    """The README loop: one purifier object, six calls (:func:`d2sp.run_epoch`)."""
     torch.manual_seed(0)
     x, given, true, junk, flipped = noisy_blobs()
     purifier = create_purifier(mode, given.numpy(), num_classes=4, **options)
     model = Tiny(weight_branch=purifier.weight_branch)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     purifier.bind(model, optimizer=opt)  # (a mode with a second network steps it like the model)
-    gen = torch.Generator().manual_seed(0)
+    train_batches, rescore_batches = blob_batches(x, torch.Generator().manual_seed(0))
     for _ in range(epochs):
-        train = torch.as_tensor(purifier.train_indices())
-        for idx in train[torch.randperm(len(train), generator=gen)].split(32):
-            x_aug = x[idx] + 0.1 * torch.randn(len(idx), 16, generator=gen)  # augmented
-            loss = purifier.batch_loss(model, x_aug, idx)  # runs the model: logits, w = model(x_aug)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            purifier.after_step()
-        for idx in torch.as_tensor(purifier.rescore_indices()).split(64):
-            purifier.rescore(idx, x[idx])  # un-augmented views
-        purifier.end_epoch()
+        run_epoch(purifier, model, opt, train_batches=train_batches, rescore_batches=rescore_batches)
     return purifier, true, junk, flipped, given
 
 
@@ -69,14 +76,3 @@ def test_every_mode_runs_the_same_loop(mode):
     assert purifier.ledger.column("state").shape == (6, 480)
     score, _ = purifier.suspicion()
     assert np.isfinite(score[purifier.keep_mask.numpy()]).all()
-
-
-def test_improved_mode_in_a_plain_loop_corrects_flips_and_prunes_junk():
-    purifier, true, junk, flipped, given = train_plain_loop("d2sp+", warmup_epochs=4)
-    corrected, pruned = purifier.corrected_indices(), purifier.pruned_indices()
-    labels = purifier.current_labels.numpy()
-    right = (labels[corrected] == true[corrected]) & flipped[corrected]
-    assert right.mean() >= 0.8  # corrections restore the true label
-    assert right.sum() >= 0.8 * flipped.sum()  # and find most of the flipped labels
-    assert len(pruned) > 0 and junk[pruned].mean() >= 0.8  # pruning hits the pure-noise samples
-    assert (purifier.labels.numpy() == given.numpy()).all()  # the annotation is never changed

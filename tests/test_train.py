@@ -183,7 +183,7 @@ def test_clip_backbone_trains_with_every_mode_and_fine_tuning_controls(tmp_path,
         "optim.epochs=2", f"purify.mode={mode}", "model.encoder_lr_scale=0.1",
         "model.freeze_encoder=" + ("true" if mode == "ce" else "false"), *extra,
     )  # fmt: skip
-    if mode in ("paper", "scn", "d2sp+"):
+    if mode in ("paper", "scn"):
         cfg.purify.options["warmup_epochs"] = 1
     cfg.model.options = kwargs
     before = None

@@ -1,7 +1,7 @@
-"""``d2sp compare``: methods side by side (plain CE, D2SP, its improved mode, baselines).
+"""``d2sp compare``: methods side by side (plain CE, D2SP's modes, baselines).
 
 d2sp compare -c demo --seeds 0,1,2      # the baselines and the recommended mode -> runs/compare/
-d2sp compare -c demo --methods ce,paper,d2sp+,adaptive --seeds 0,1,2   # -> runs/compare/table.md
+d2sp compare -c demo --methods ce,paper,adaptive --seeds 0,1,2   # -> runs/compare/table.md
 d2sp compare -c demo-paper --methods ce,scn,cleanlab,paper --jobs 2 optim.epochs=30
 """
 

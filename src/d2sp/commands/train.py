@@ -1,7 +1,7 @@
 """``d2sp train``: one run, its folder holding the config, metrics, ledger and checkpoints.
 
     d2sp train -c dfew --root /data/DFEW --fold 1 --model r18_lstm
-    d2sp train -c demo purify.mode=d2sp+ optim.epochs=20
+    d2sp train -c demo purify.mode=paper optim.epochs=20
     d2sp train --resume runs/dfew                 # continue a killed or interrupted run
     d2sp train --resume runs/dfew --skip-bad      # ... skipping the clips it meets unreadable
     d2sp train --resume runs/dfew optim.epochs=150  # extend a run to more epochs

@@ -28,7 +28,7 @@ interpolation, then stored with ``codec``:
   37,632 B per 112² frame, 1.5 MB for a 40-frame clip, about 8-15× the JPEG cache
   (``max_frames`` bounds it: 32 frames at 112² are 1.2 MB a clip).
 
-Which codec (``benchmarks/loader_table.py``, ``benchmarks/results/loader_table_cpu.md``: a
+Which codec (``benchmarks/speed/loader_table.py``, ``benchmarks/results/loader_table_cpu.md``: a
 20,000-clip dataset of 40-frame clips, read cold and warm by one loader worker): a worker
 core delivers about 1,100 clips/s from the raw cache and 520-550 from the JPEG cache, but a
 clip read cold costs 638 KiB from the disk in the raw cache against 106 KiB in the JPEG
@@ -83,7 +83,7 @@ FORMAT_VERSION = 1
 SHARD_BYTES = 256 * 2**20
 RESIZE_MODES = ("short", "square")
 CODECS = ("jpeg", "raw")
-DEFAULT_CODEC = "jpeg"  # chosen by benchmarks/loader_table.py: see the module docstring
+DEFAULT_CODEC = "jpeg"  # chosen by benchmarks/speed/loader_table.py: see the module docstring
 READ_GAP = 32 * 1024  # frames of a clip at most this far apart are read with one call
 _MAX_RUN = 400  # frames per call (a preadv takes at most IOV_MAX = 1024 buffers)
 FRAME_DTYPE = np.dtype([("shard", "<u2"), ("offset", "<u8"), ("length", "<u4")])

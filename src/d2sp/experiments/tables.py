@@ -34,7 +34,7 @@ def summarize(results: Sequence[dict]) -> list[dict]:
 
     Failed runs and undefined values (NaN, e.g. precision with nothing pruned) are left out
     of a column; a column with no value left is NaN. The std is the population std (ddof=0),
-    as in ``benchmarks/purification_quality.py``.
+    as the tables before it used.
     """
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:

@@ -2,16 +2,14 @@
 stages as pure functions, the records and the ledger.
 
 Importing this package registers every shipped mode: ``adaptive`` (the recommended mode),
-``paper`` (the method as published), ``d2sp+``, and the baselines ``scn``, ``ce``,
-``oracle``, ``cleanlab``, and the noisy-label methods ``gce``, ``elr``, ``coteach`` and
-``dividemix``.
+``paper`` (the method as published), the baselines ``scn``, ``ce``, ``oracle``,
+``cleanlab``, and the noisy-label methods ``gce``, ``elr``, ``coteach`` and ``dividemix``.
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
     heldout,
     adaptive,
     paper,
-    improved,
     scn,
     fixed,
     confident,

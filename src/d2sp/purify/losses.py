@@ -1,5 +1,5 @@
 """Loss functions: the weighted cross-entropy of D2SP (paper eq. 7), plain CE, and the rank
-regularisation of per-sample weights (Self-Cure; the `scn` baseline and `d2sp+`)."""
+regularisation of per-sample weights (Self-Cure; the `scn` baseline)."""
 
 from __future__ import annotations
 

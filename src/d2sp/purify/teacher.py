@@ -1,8 +1,8 @@
 """An exponential-moving-average teacher of the model being trained, owned by a purifier mode.
 
 A teacher scores samples without gradient from parameters averaged over the last epochs,
-which are steadier than the model's own at any one step (used by ``d2sp+`` and
-``adaptive`` through :class:`WithTeacher`).
+which are steadier than the model's own at any one step (used by ``adaptive`` through
+:class:`WithTeacher`).
 """
 
 from __future__ import annotations

@@ -9,14 +9,14 @@ shards hold exactly the bytes ``prepare`` writes), read through ``load_cache``,
 per epoch, seeded shuffling, bad-clip checks, pinned batches on CUDA and shared buffers
 reused), ``--workers`` processes (default: CPUs − 2), normalised on the device
 (``to_inputs``). The training step is the trainer's: the backbone with the weight branch,
-bf16 autocast and channels_last on CUDA, SGD momentum 0.9, ``purifier.loss(logits, w, idx)``
+bf16 autocast and channels_last on CUDA, SGD momentum 0.9, ``purifier.batch_loss(model, x, idx)``
 and ``purifier.after_step()`` of the purification mode ``--mode``.
 
 Measured, with one model, optimizer and purifier:
 
 - ``memory``: the step on one fixed uint8 batch already on the device (the compute ceiling);
 - ``loader only``: one epoch of the loader with no training step (what the workers deliver),
-  with their CPU time per clip (``/proc``: compare with ``benchmarks/loader_table.py``);
+  with their CPU time per clip (``/proc``: compare with ``benchmarks/speed/loader_table.py``);
 - ``disk, warm``: ``--epochs`` whole epochs (each loader's start-up included) with the cache
   in the page cache; also the steady rate, leaving out each epoch's first
   ``workers × prefetch`` batches;
@@ -25,9 +25,9 @@ Measured, with one model, optimizer and purifier:
 
 Examples::
 
-    python benchmarks/train_from_disk.py --model r18_lstm               # GPU
-    python benchmarks/train_from_disk.py --model former_dfer --batch 32
-    python benchmarks/train_from_disk.py --tiny --device cpu            # CPU smoke, ~1 min
+    python benchmarks/speed/train_from_disk.py --model r18_lstm               # GPU
+    python benchmarks/speed/train_from_disk.py --model former_dfer --batch 32
+    python benchmarks/speed/train_from_disk.py --tiny --device cpu            # CPU smoke, ~1 min
 
 Prints a Markdown table (and ``--json``).
 """
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import shutil
 import sys
 import tempfile
@@ -48,12 +47,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-try:
-    import d2sp  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ("src", "")]  # the checkout
 
+from benchmarks.helpers import available_cpus, drop_pages, log, proc_cpu  # noqa: E402
+from benchmarks.speed.tree import make_tree, tile_cache  # noqa: E402
 from d2sp.data.cache import load_cache, prepare_cache  # noqa: E402
 from d2sp.data.dataset import ClipDataset  # noqa: E402
 from d2sp.data.registry import create_dataset  # noqa: E402
@@ -72,44 +69,12 @@ TINY = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def proc_cpu(pid: int) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / tick
-
-
-def drop_pages(folder: Path) -> None:
-    """Drop the page-cache pages of every file in ``folder`` (no root needed)."""
-    for p in folder.iterdir():
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def build_cache(work: Path, args) -> tuple[Path, dict]:
     """The pool tree, its cache with ``prepare_cache``'s defaults, tiled to ``--clips``."""
-    import dataloading
-    from loader_table import tile_cache
-
     pool_root = work / "pool"
     t0 = time.perf_counter()
     if not (pool_root / "label" / "single_trainset_1.csv").is_file():
-        dataloading.make_tree(pool_root, args.pool, args.src_frames, args.src_size,
+        make_tree(pool_root, args.pool, args.src_frames, args.src_size,
                               available_cpus(), videos=False)  # fmt: skip
     gen_s = time.perf_counter() - t0
     split = create_dataset("dfew", root=pool_root, split="train", fold=1, workers=available_cpus())
@@ -147,7 +112,7 @@ class Trainer:
         self.model, self.device = model, device
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         self.purifier = create_purifier(args.mode, labels, num_classes=7, model=model,
-                                        device=device)  # fmt: skip
+                                        optimizer=self.opt, device=device)  # fmt: skip
         self.autocast = (
             (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
         )
@@ -155,9 +120,8 @@ class Trainer:
 
     def step(self, clips: torch.Tensor, idx: torch.Tensor) -> None:
         x = to_inputs(clips, self.model, self.device)  # (B, T, 3, S, S)
-        with self.autocast():
-            logits, w = self.model(x)
-        loss = self.purifier.loss(logits, w, idx.to(self.device, non_blocking=True))
+        with self.autocast():  # the purifier runs the model: (B, K) logits, (B,) weights
+            loss = self.purifier.batch_loss(self.model, x, idx.to(self.device, non_blocking=True))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -269,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="d2sp-fromdisk-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return run(args, device, work, "python benchmarks/train_from_disk.py " + " ".join(argv))
+        return run(args, device, work, "python benchmarks/speed/train_from_disk.py " + " ".join(argv))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -2,9 +2,9 @@
 # The GPU measurements of d2sp in one call: about 5 minutes on one H100/H200 (each step has a
 # time limit and the whole suite a budget, BUDGET_S, default 560 s). Run from anywhere:
 #
-#   bash benchmarks/gpu_suite.sh                  # purification mode "paper"
-#   bash benchmarks/gpu_suite.sh --mode d2sp+     # the mode the benchmarks run with
-#   bash benchmarks/gpu_suite.sh --tiny           # CPU smoke run of every step (~1 minute)
+#   bash benchmarks/speed/gpu_suite.sh                    # purification mode "paper"
+#   bash benchmarks/speed/gpu_suite.sh --mode adaptive    # another mode (any registered one)
+#   bash benchmarks/speed/gpu_suite.sh --tiny             # CPU smoke run of every step (~1 minute)
 #
 # Steps (each one's command, output and exit status go into the report):
 #   1. the machine: nvidia-smi, torch/CUDA versions, CPUs, memory, disk;
@@ -12,10 +12,10 @@
 #   3. R18-LSTM trained from disk (the cache `d2sp prepare` makes by default) vs the same model
 #      fed from memory, in one run, purification on (target: >= 90% of memory);
 #   4. D2SP overhead over plain CE in the same pipeline, every backbone incl. Former-DFER and
-#      clip_vit (benchmarks/throughput.py; target: <= 3%);
+#      clip_vit (benchmarks/speed/throughput.py; target: <= 3%);
 #   5. Former-DFER trained from disk (target: >= 585 clips/s, 2.5x its public code's 234);
 #   6. the NCCL path: torchrun --nproc_per_node=1, a few epochs of a small demo run;
-#   7. the purifier's epoch step as N grows (benchmarks/purifier_scale.py --device cuda);
+#   7. the purifier's epoch step as N grows (benchmarks/speed/purifier_scale.py --device cuda);
 #   8. pytest tests/test_gpu.py (no host-GPU synchronisation in a training step);
 #   9. for comparison, step 3 from a raw cache (codec raw, ~12 GB of scratch data).
 #
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../.." || exit 2
 REPO=$(pwd)
 PY=${PYTHON:-python}
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -128,7 +128,7 @@ step() {
 {
     echo "# d2sp GPU suite ($STAMP)"
     echo ""
-    echo "\`bash benchmarks/gpu_suite.sh --mode $MODE --workers $WORKERS$([ "$TINY" = 1 ] && echo ' --tiny')\`"
+    echo "\`bash benchmarks/speed/gpu_suite.sh --mode $MODE --workers $WORKERS$([ "$TINY" = 1 ] && echo ' --tiny')\`"
     echo ""
     if [ -n "${D2SP_COMMIT:-}" ]; then
         echo "Commit: $D2SP_COMMIT (as given by D2SP_COMMIT)."
@@ -189,14 +189,14 @@ EOF
 step "Machine" 60 text machine
 step "Disk read bandwidth" 60 text disk
 step "R18-LSTM trained from disk vs from memory (target: >= 90%)" 150 md \
-    "$PY" benchmarks/train_from_disk.py --model r18_lstm --mode "$MODE" --device "$DEVICE" \
+    "$PY" benchmarks/speed/train_from_disk.py --model r18_lstm --mode "$MODE" --device "$DEVICE" \
     --workers "$WORKERS" --work "$WORK/fromdisk" --target-pct 90 "${TINY_FLAG[@]}"
 THROUGHPUT=(--device "$DEVICE" --mode "$MODE" --target-overhead 3)
 [ "$TINY" = 1 ] && THROUGHPUT+=(--tiny --steps 4 --warmup 1)
 step "D2SP overhead over plain CE, every backbone (target: <= 3%)" 200 md \
-    "$PY" benchmarks/throughput.py "${THROUGHPUT[@]}"
+    "$PY" benchmarks/speed/throughput.py "${THROUGHPUT[@]}"
 step "Former-DFER trained from disk (target: >= 585 clips/s)" 150 md \
-    "$PY" benchmarks/train_from_disk.py --model former_dfer --mode "$MODE" --device "$DEVICE" \
+    "$PY" benchmarks/speed/train_from_disk.py --model former_dfer --mode "$MODE" --device "$DEVICE" \
     --workers "$WORKERS" --work "$WORK/fromdisk" --target-rate 585 "${TINY_FLAG[@]}"
 rm -rf "$WORK/fromdisk"
 nccl() {
@@ -219,10 +219,10 @@ step "torchrun --nproc_per_node=1 ($([ "$TINY" = 1 ] && echo gloo || echo NCCL))
 SIZES=(10000 100000 1000000 10000000)
 [ "$TINY" = 1 ] && SIZES=(1000 10000)
 step "The purifier's epoch step as N grows" 90 md \
-    "$PY" benchmarks/purifier_scale.py --device "$DEVICE" --epochs 3 --sizes "${SIZES[@]}"
+    "$PY" benchmarks/speed/purifier_scale.py --device "$DEVICE" --epochs 3 --sizes "${SIZES[@]}"
 step "pytest tests/test_gpu.py" 120 text "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py
 step "For comparison: R18-LSTM trained from a raw cache (codec raw)" 150 md \
-    "$PY" benchmarks/train_from_disk.py --model r18_lstm --mode "$MODE" --device "$DEVICE" \
+    "$PY" benchmarks/speed/train_from_disk.py --model r18_lstm --mode "$MODE" --device "$DEVICE" \
     --workers "$WORKERS" --work "$WORK/fromdisk-raw" --codec raw --target-pct 90 "${TINY_FLAG[@]}"
 rm -rf "$WORK/fromdisk-raw"
 

@@ -10,7 +10,7 @@ resized crop and flip, 112²), :class:`~d2sp.training.badclips.CheckedItems` and
 quickly:
 
 1. a pool of ``--pool`` distinct synthetic clips (``--src-frames`` frames at ``--src-size``²:
-   texture, a moving blob, sensor noise; the generator of ``benchmarks/dataloading.py``) as
+   texture, a moving blob, sensor noise; ``benchmarks/speed/tree.py``) as
    JPEG frame folders and H.264 videos;
 2. the pool packed by ``prepare_cache`` once per codec, then tiled to ``--clips`` clips
    (the pool's clips repeated under distinct sample paths) with the cache's own shard
@@ -45,8 +45,8 @@ Prediction for a ``--gpu-cores`` machine (workers = cores - 2) against a compute
 (disk bandwidth / bytes fetched per clip, for data that is not in the page cache) and the
 smaller of these and the compute rate.
 
-    sudo python benchmarks/loader_table.py --work /work/loader-table --clips 20000
-    python benchmarks/loader_table.py --tiny        # smoke run, a few MB, ~1 minute
+    sudo python benchmarks/speed/loader_table.py --work /work/loader-table --clips 20000
+    python benchmarks/speed/loader_table.py --tiny        # smoke run, a few MB, ~1 minute
 
 Writes Markdown (the command at the top) to ``--out`` and stdout.
 """
@@ -63,50 +63,29 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-try:
-    import d2sp  # noqa: F401
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ("src", "")]  # the checkout
 
 from torch.utils.data import DataLoader, RandomSampler, Subset  # noqa: E402
 
-from d2sp.data.cache import (  # noqa: E402
-    CacheSource,
-    _install,
-    _ShardWriter,
-    load_cache,
-    prepare_cache,
-)
+from benchmarks.helpers import drop_pages, log, proc_cpu  # noqa: E402
+from benchmarks.speed.tree import make_tree, tile_cache  # noqa: E402
+from d2sp.data.cache import CacheSource, load_cache, prepare_cache  # noqa: E402
 from d2sp.data.common import DatasetSplit  # noqa: E402
 from d2sp.data.dataset import ClipDataset  # noqa: E402
 from d2sp.data.registry import create_dataset  # noqa: E402
 from d2sp.training.badclips import CheckedCollate, CheckedItems  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 PREFETCH = 2  # as the trainer's loaders
 CODECS = {"raw": ("raw", None), "jpeg": ("jpeg", 90), "jpeg-q75": ("jpeg", 75)}
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid``."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def proc_read_bytes(pid: int) -> int | None:
@@ -126,48 +105,11 @@ def proc_read_bytes(pid: int) -> int | None:
 
 def make_pool(root: Path, args) -> DatasetSplit:
     """The pool tree (JPEG folders in the DFEW layout, H.264 videos); its DFEW split."""
-    import dataloading
-
     if not (root / "label" / "single_trainset_1.csv").is_file():
         t0 = time.perf_counter()
-        dataloading.make_tree(root, args.pool, args.src_frames, args.src_size, args.gen_workers)
+        make_tree(root, args.pool, args.src_frames, args.src_size, args.gen_workers)
         log(f"pool of {args.pool} clips written in {time.perf_counter() - t0:.0f} s")
     return create_dataset("dfew", root=root, split="train", fold=1, workers=args.gen_workers)
-
-
-def tile_cache(pool_dir: Path, out: Path, n: int) -> None:
-    """A cache of ``n`` clips: the clips of the cache in ``pool_dir`` repeated (sample paths
-    made distinct), written with the cache's own shard writer and index."""
-    pool = load_cache(pool_dir)
-    src: CacheSource = pool.source
-    src._open()
-    payloads = []
-    for i in range(len(pool.samples)):
-        start, end = int(src._clips[i]), int(src._clips[i + 1])
-        if src.codec == "raw":
-            payloads.append(src.read_all(pool.samples[i]))  # (N, h, w, 3) uint8
-        else:
-            rows = src._frames[start:end].tolist()
-            payloads.append([os.pread(src._fd(int(s)), int(n_), int(o)) for s, o, n_ in rows])
-    manifest = json.loads((pool_dir / "manifest.json").read_text())
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    tmp = out / f".building-{os.getpid()}"
-    tmp.mkdir()
-    writer = _ShardWriter(tmp, 256 * 2**20)
-    samples = []
-    for k in range(n):
-        j = k % len(payloads)
-        writer.add(payloads[j])
-        s = pool.samples[j]
-        samples.append(replace(s, path=f"{s.path}@{k}", source=f"tile:{k}", meta={}))
-    writer.close()
-    split = DatasetSplit(name=pool.name, root=pool.root, split=pool.split, fold=pool.fold,
-                         samples=samples, class_names=pool.class_names, source=None)  # fmt: skip
-    _install(out, tmp, split, manifest["params"], samples, [], writer.shards, writer.clip_rows,
-             writer.frame_rows, writer.shapes)  # fmt: skip
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tile_tree(pool: DatasetSplit, pool_root: Path, out: Path, n: int) -> None:
@@ -205,15 +147,7 @@ def evict(paths: list[Path], how: str) -> str:
             return "drop_caches"
         except OSError:
             how = "fadvise"
-    for root in paths:
-        files = [root] if root.is_file() else (p for p in root.rglob("*") if p.is_file())
-        for p in files:
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fdatasync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+    drop_pages(paths)
     return "fadvise"
 
 
@@ -402,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="d2sp-loader-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return run(args, work, "python benchmarks/loader_table.py " + " ".join(argv))
+        return run(args, work, "python benchmarks/speed/loader_table.py " + " ".join(argv))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -5,7 +5,7 @@ training loop's per-step cost), then ``end_epoch()`` — commit the records into
 ``(N, t)`` history (and the ``(N, K)`` staging row), run CGP and FGC, update the kept set and labels — is timed, with and
 without the per-epoch ledger, together with the memory the purifier holds.
 
-    python benchmarks/purifier_scale.py --sizes 10000 100000 1000000 10000000 [--device cuda]
+    python benchmarks/speed/purifier_scale.py --sizes 10000 100000 1000000 10000000 [--device cuda]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))  # the checkout's
 
 from d2sp.purify import create_purifier  # noqa: E402
 

@@ -1,5 +1,8 @@
-"""The improved mode (d2sp+): its rules on hand-made arrays, the purifier, hooks, factory."""
+"""The benchmark-only mode ``d2sp+`` (``benchmarks/quality/d2sp_plus.py``, a row of the suite):
+its rules on hand-made arrays, the purifier, hooks, the factory once the suite has registered
+it, and a plain loop where it corrects flipped labels and prunes junk."""
 
+import importlib
 import math
 
 import numpy as np
@@ -8,20 +11,20 @@ import torch
 from torch import nn
 
 from d2sp.purify import CORRECTED, KEPT, PRUNED, coarse_grained_pruning, create_purifier
-from d2sp.purify.improved import (
-    ImprovedPurifier,
-    agreeing_correction,
-    class_medians,
-    class_relative_pruning,
-    expired_corrections,
-    rescore_turn,
-    window_mean,
-)
 from d2sp.purify.losses import rank_regularization
 from d2sp.purify.paper import PaperPurifier
 from d2sp.purify.teacher import EmaTeacher
 
 K = 3
+
+
+pytestmark = pytest.mark.usefixtures("d2sp_plus")  # registered for this module's tests only
+
+
+def dp():
+    """The mode's module, imported when a test runs (at collection it would add ``d2sp+`` to
+    what other test files parametrize over)."""
+    return importlib.import_module("benchmarks.quality.d2sp_plus")
 
 
 def logits_for(*probs):
@@ -36,12 +39,12 @@ def test_class_relative_threshold_just_inside_and_outside():
     # class 0: median 0.8 -> threshold 0.5 * 0.8 = 0.4
     score = torch.tensor([0.8, 0.8, 0.8, 0.4 + 1e-3, 0.4 - 1e-3])
     cls = torch.zeros(5, dtype=torch.long)
-    keep, thr = class_relative_pruning(
+    keep, thr = dp().class_relative_pruning(
         score, cls, torch.ones(5, dtype=torch.bool), lam=0.5, num_classes=2
     )
     assert keep.tolist() == [True, True, True, True, False]
     assert thr[0].item() == pytest.approx(0.4)
-    exact, _ = class_relative_pruning(
+    exact, _ = dp().class_relative_pruning(
         torch.tensor([0.8, 0.8, 0.4]), torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.bool),
         lam=0.5, num_classes=1,
     )  # fmt: skip
@@ -53,7 +56,7 @@ def test_hard_class_is_not_thinned_out():
     score = torch.tensor([0.9, 0.95, 0.9, 0.3, 0.32, 0.3, 0.1])
     cls = torch.tensor([0, 0, 0, 1, 1, 1, 1])
     decided = torch.ones(7, dtype=torch.bool)
-    keep, _ = class_relative_pruning(score, cls, decided, lam=0.5, num_classes=2)
+    keep, _ = dp().class_relative_pruning(score, cls, decided, lam=0.5, num_classes=2)
     assert keep.tolist() == [True, True, True, True, True, True, False]
     # the paper's global rule on the same scores prunes the whole hard class
     paper_keep, _ = coarse_grained_pruning(
@@ -65,16 +68,16 @@ def test_hard_class_is_not_thinned_out():
 def test_undecided_samples_are_kept_and_do_not_count_in_the_median():
     score = torch.tensor([1.0, 1.0, 0.0, 0.45])
     decided = torch.tensor([True, True, False, True])
-    med = class_medians(score, torch.zeros(4, dtype=torch.long), decided, num_classes=1)
+    med = dp().class_medians(score, torch.zeros(4, dtype=torch.long), decided, num_classes=1)
     assert med.item() == 1.0
-    keep, _ = class_relative_pruning(
+    keep, _ = dp().class_relative_pruning(
         score, torch.zeros(4, dtype=torch.long), decided, lam=0.5, num_classes=1
     )
     assert keep.tolist() == [True, True, True, False]
 
 
 def test_empty_class_falls_back_to_the_overall_median():
-    med = class_medians(
+    med = dp().class_medians(
         torch.tensor([0.2, 0.6, 1.0]), torch.tensor([0, 0, 0]), torch.ones(3, dtype=torch.bool),
         num_classes=2,
     )  # fmt: skip
@@ -86,7 +89,7 @@ def test_hysteresis_per_sample_threshold():
     # one does not come back (0.7 <= rejoin 1.0)
     score = torch.tensor([1.0, 1.0, 1.0, 0.7, 0.7])
     lam = torch.tensor([0.5, 0.5, 0.5, 0.5, 1.0])
-    keep, _ = class_relative_pruning(
+    keep, _ = dp().class_relative_pruning(
         score, torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.bool), lam=lam,
         num_classes=1,
     )  # fmt: skip
@@ -95,7 +98,7 @@ def test_hysteresis_per_sample_threshold():
 
 def test_window_mean_reads_the_newest_columns():
     values = torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
-    out = window_mean(values, torch.tensor([3, 1]), 2)
+    out = dp().window_mean(values, torch.tensor([3, 1]), 2)
     assert out[0].item() == 0.75 and math.isnan(out[1].item())
 
 
@@ -105,7 +108,7 @@ def test_window_mean_reads_the_newest_columns():
 def _correct(preds, fresh, tau=0.2, agree=3, eligible=None):
     preds = torch.tensor(preds)
     n, w = preds.shape
-    return agreeing_correction(
+    return dp().agreeing_correction(
         preds,
         torch.full((n, w), 0.9),
         torch.full((n, w), 0.05),
@@ -139,12 +142,12 @@ def test_correction_only_on_eligible_and_not_towards_the_annotation():
 
 def test_expired_corrections():
     since = torch.tensor([-1, 0, 5, 9])
-    assert expired_corrections(since, 10, expire_after=5).tolist() == [False, True, True, False]
-    assert not expired_corrections(since, 10, expire_after=0).any()
+    assert dp().expired_corrections(since, 10, expire_after=5).tolist() == [False, True, True, False]
+    assert not dp().expired_corrections(since, 10, expire_after=0).any()
 
 
 def test_rescore_turn_rotates_through_the_samples():
-    turns = np.stack([rescore_turn(6, e, 3) for e in range(3)])
+    turns = np.stack([dp().rescore_turn(6, e, 3) for e in range(3)])
     assert (turns.sum(axis=0) == 1).all()  # each sample once every 3 epochs
 
 
@@ -182,7 +185,7 @@ def test_rank_regularization_refuses_bad_options():
 def make(labels, **kw):
     opts = dict(num_classes=K, t=1, agree=2, warmup_epochs=0, teacher=False, rejoin=None)
     opts.update(kw)
-    return ImprovedPurifier(np.array(labels), **opts)
+    return dp().ImprovedPurifier(np.array(labels), **opts)
 
 
 def epoch(pur, probs, weights=None):
@@ -388,12 +391,27 @@ def test_after_step_updates_the_ema_teacher_and_loss_adds_the_rank_term():
 # ---- the registry ---------------------------------------------------------------------------
 
 
-def test_registry_builds_every_mode_and_refuses_unknown_ones():
+def test_registry_builds_the_mode_once_the_suite_registers_it_and_refuses_unknown_ones():
     labels = np.array([0, 1, 2])
     assert type(create_purifier("paper", labels, num_classes=K, lam=0.6)) is PaperPurifier
-    assert type(create_purifier("d2sp+", labels, num_classes=K, lam=0.6)) is ImprovedPurifier
+    mode = dp().ImprovedPurifier  # the suite registers it (here: the d2sp_plus fixture)
+    assert type(create_purifier("d2sp+", labels, num_classes=K, lam=0.6)) is mode
     with pytest.raises(ValueError) as err:
         create_purifier("d2sp++", np.array([0, 1]), num_classes=2)
     assert "purify.mode: expected one of" in str(err.value) and "'d2sp++'" in str(err.value)
     with pytest.raises(ValueError, match="rank_reg: mode 'paper' has no option 'rank_reg'"):
         create_purifier("paper", np.array([0, 1]), num_classes=2, rank_reg=True)
+
+
+def test_in_a_plain_loop_it_corrects_flips_and_prunes_junk():
+    from tests.test_plug_and_play import train_plain_loop
+
+    dp()
+    purifier, true, junk, flipped, given = train_plain_loop("d2sp+", warmup_epochs=4)
+    corrected, pruned = purifier.corrected_indices(), purifier.pruned_indices()
+    labels = purifier.current_labels.numpy()
+    right = (labels[corrected] == true[corrected]) & flipped[corrected]
+    assert right.mean() >= 0.8  # corrections restore the true label
+    assert right.sum() >= 0.8 * flipped.sum()  # and find most of the flipped labels
+    assert len(pruned) > 0 and junk[pruned].mean() >= 0.8  # pruning hits the pure-noise samples
+    assert (purifier.labels.numpy() == given.numpy()).all()  # the annotation is never changed

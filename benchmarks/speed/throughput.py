@@ -8,16 +8,16 @@ so clocks, caches and thermals treat them alike:
 
 - ``CE``: backbone + linear head, ``F.cross_entropy`` (the paper's "Original" row);
 - ``D2SP``: backbone + head with the weight branch, the purifier's loss (weighted CE on its
-  current labels, recording the batch: ``purifier.loss(logits, w, idx)``) and its per-step
+  current labels, recording the batch: ``purifier.batch_loss(model, clips, idx)``) and its per-step
   update (``purifier.after_step()``), for the purification mode ``--mode`` (default
   ``paper``; a mode with a teacher updates it there).
 
 Examples::
 
-    python benchmarks/throughput.py                      # all backbones, paper input sizes
-    python benchmarks/throughput.py --models r18_lstm,vit_lstm --steps 60 --compile
-    python benchmarks/throughput.py --mode d2sp+          # another purification mode
-    python benchmarks/throughput.py --device cpu --tiny  # quick smoke run
+    python benchmarks/speed/throughput.py                      # all backbones, paper input sizes
+    python benchmarks/speed/throughput.py --models r18_lstm,vit_lstm --steps 60 --compile
+    python benchmarks/speed/throughput.py --mode scn            # another purification mode
+    python benchmarks/speed/throughput.py --device cpu --tiny  # quick smoke run
 
 Prints a Markdown table (clips/s per variant, D2SP time overhead, peak memory).
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"  # the checkout's
 
 
 def _bootstrap() -> None:
@@ -170,9 +170,8 @@ def bench_model(name: str, args, device: torch.device) -> dict:
 
     def d2sp_step(j: int) -> None:
         idx = idx_batches[j]
-        with autocast():
-            logits, w = d2sp_fwd(clips)  # (B, K), (B,)
-            loss = purifier.loss(logits, w, idx)  # WCE on ỹ; records the batch
+        with autocast():  # runs the model: (B, K) logits, (B,) weights; WCE on ỹ; records
+            loss = purifier.batch_loss(d2sp_fwd, clips, idx)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

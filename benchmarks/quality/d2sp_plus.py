@@ -1,4 +1,5 @@
-"""Mode ``d2sp+``: an earlier improved mode, kept for comparison with the paper's rules.
+"""Mode ``d2sp+``: an earlier variant of the paper's rules, a benchmark-only mode: a row of the
+suite (importing this module registers it), not part of the package.
 
 It keeps the paper's idea (a learned per-sample weight, dynamic pruning recomputed every
 epoch, correction of stably mispredicted samples) and changes the rules; each change is one
