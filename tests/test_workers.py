@@ -94,3 +94,71 @@ def test_workers_reuse_their_shared_batch_buffers_when_asked():
     assert plain[1][3] == [(13, "bad")] and len(plain[1][2]) == 7  # a failed item left out
     items = [Failure(3, "x")]
     assert CheckedCollate(4)(items)[0].shape == (0,)  # in the main process: as usual
+
+
+class EpochClips:
+    """Items ``(clip filled with index + 100·epoch, label, index)``; index 13 unreadable; the
+    worker's pid in the label."""
+
+    def __init__(self, n=60):
+        self.n, self.epoch = n, 0
+
+    def __len__(self):
+        return self.n
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        import torch
+
+        from d2sp.data.frames import DataError
+
+        if i == 13:
+            raise DataError("bad")
+        return torch.full((2, 3, 4, 4), i + 100 * self.epoch, dtype=torch.int32), os.getpid(), i
+
+
+def test_pass_loaders_keep_their_workers_and_read_what_a_loader_per_pass_reads():
+    """The run's loaders (``d2sp.training.passes``): the workers stay up from pass to pass,
+    and each pass reads what a new ``make_loader`` would (its seeded order, its epoch's
+    items, the unreadable items handed over); a pass prefetched for other samples is
+    dropped."""
+    from d2sp.config import load_config
+    from d2sp.training.badclips import BadClips
+    from d2sp.training.distributed import SINGLE
+    from d2sp.training.loaders import make_loader
+    from d2sp.training.passes import RunLoaders
+
+    def read(loader):
+        return [(c[:, 0, 0, 0, 0].tolist(), i.tolist(), set(p.tolist())) for c, p, i in loader]
+
+    cfg = load_config(None, ["optim.batch_size=8", "data.workers=2", "seed=3"])
+    bad = BadClips(skip_bad=True)
+    ds, test = EpochClips(), EpochClips(21)
+    loaders = RunLoaders(cfg, SINGLE, bad, train_ds=ds, rescore_ds=ds, test_ds=test)
+    rng = np.random.default_rng(0)
+    pids = set()
+    try:
+        for epoch in range(3):
+            others = rng.choice(np.delete(np.arange(len(ds)), 13), 49 - 5 * epoch, replace=False)
+            indices = np.sort(np.append(others, 13))  # with the unreadable one
+            if epoch == 1:  # prefetched for other samples: planned again
+                loaders.prefetch(epoch, indices[1:])
+            ds.set_epoch(epoch)
+            got = read(loaders.train(epoch, indices))
+            failed = []
+            want = read(make_loader(ds, indices, batch_size=8, shuffle=True, seed=3000 + epoch,
+                                    workers=2, drop_last=True, pad_empty=True,
+                                    on_failed=failed.extend))  # fmt: skip
+            assert [g[:2] for g in got] == [w[:2] for w in want] and len(got) == len(indices) // 8
+            assert all(c == [i + 100 * epoch for i in idx] for c, idx, _ in got)
+            pids |= {p for *_, ps in got for p in ps}
+            loaders.prefetch(epoch + 1, indices)  # (the last one is never run)
+            assert read(loaders.test())[0][:2] == (list(range(8)), list(range(8)))
+            assert [i for i, _ in failed] == [13]
+        bad.sync()
+        assert bad.excluded == {"train": {13}, "test": {13}}
+    finally:
+        loaders.close()
+    assert len(pids) == 2  # the same two worker processes read every pass

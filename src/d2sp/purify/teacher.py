@@ -13,6 +13,17 @@ import torch
 from torch import nn
 
 
+def paired(mine, theirs) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """The tensors of ``mine`` and ``theirs`` (same order, same shapes) as list pairs of one
+    device and dtype each, what a multi-tensor op takes in one call."""
+    groups: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for a, b in zip(mine, theirs, strict=True):
+        pair = groups.setdefault((a.device, a.dtype, b.device, b.dtype), ([], []))
+        pair[0].append(a)
+        pair[1].append(b)  # (read under no_grad)
+    return list(groups.values())
+
+
 class EmaTeacher:
     """An exponential moving average of a model's parameters (buffers copied), in eval mode.
 
@@ -35,6 +46,7 @@ class EmaTeacher:
         self.steps_per_epoch: int | None = None  # learnt from the first full epoch
         self._epoch_seen = 0
         self._steps_this_epoch = 0
+        self._pairs: tuple | None = None  # (model, parameter pairs, buffer pairs) of update()
 
     def decay(self) -> float:
         ramp = (1.0 + self.steps) / (10.0 + self.steps)
@@ -44,11 +56,23 @@ class EmaTeacher:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """Average ``model``'s parameters in and copy its buffers: a few multi-tensor ops
+        per step (one per device and dtype), not one op (a kernel on a GPU) per tensor.
+        The tensors are looked up once per epoch (see :meth:`step`) or model: walking the
+        modules of a transformer costs the host more than the update's launches."""
         d = self.decay()
-        for pt, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            pt.lerp_(p.detach(), 1.0 - d)
-        for bt, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            bt.copy_(b)
+        if self._pairs is None or self._pairs[0] is not model:
+            params = paired(self.model.parameters(), model.parameters())
+            self._pairs = (model, params, paired(self.model.buffers(), model.buffers()))
+        _, params, buffers = self._pairs
+        for mine, theirs in params:
+            torch._foreach_lerp_(mine, theirs, 1.0 - d)
+        for mine, theirs in buffers:
+            if hasattr(torch, "_foreach_copy_"):
+                torch._foreach_copy_(mine, theirs)
+            else:  # (torch < 2.1)
+                for bt, b in zip(mine, theirs, strict=True):
+                    bt.copy_(b)
         self.steps += 1
 
     def step(self, model: nn.Module, epoch: int) -> None:
@@ -58,6 +82,7 @@ class EmaTeacher:
             if self.steps_per_epoch is None and self._steps_this_epoch:
                 self.steps_per_epoch = self._steps_this_epoch
             self._epoch_seen, self._steps_this_epoch = epoch, 0
+            self._pairs = None  # a model moved or changed between epochs: look again
         self._steps_this_epoch += 1
         self.update(model)
 

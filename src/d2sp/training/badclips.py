@@ -55,10 +55,15 @@ class CheckedItems(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        try:
-            return self.dataset[index]
-        except DataError as e:
-            return Failure(int(index), str(e))
+        return read_checked(self.dataset, index)
+
+
+def read_checked(dataset, index: int):
+    """``dataset[index]``, or a :class:`Failure` where reading it raises a DataError."""
+    try:
+        return dataset[index]
+    except DataError as e:
+        return Failure(int(index), str(e))
 
 
 class CheckedCollate:
@@ -142,7 +147,12 @@ class CheckedLoader:
         return len(self.loader)
 
     def __iter__(self):
-        for clips, labels, indices, failed in self.loader:
+        return self.checked(iter(self.loader))
+
+    def checked(self, batches):
+        """``(clips, labels, indices)`` of the DataLoader iterator ``batches``, the failures
+        of each batch passed to ``on_failed`` first."""
+        for clips, labels, indices, failed in batches:
             if failed:
                 self.on_failed([(int(i), str(m)) for i, m in failed])
             if len(indices) or self.keep_empty:

@@ -13,7 +13,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from d2sp.config import RunConfig, resolve_workers
+from d2sp.config import RunConfig
 from d2sp.data.common import DatasetSplit
 from d2sp.data.dataset import ClipDataset
 from d2sp.data.splits import check_shared_test, load_split
@@ -24,7 +24,7 @@ from d2sp.purify.selection import SelectionContext
 from d2sp.training.badclips import BadClips
 from d2sp.training.checks import purifier_options
 from d2sp.training.distributed import DistInfo, broadcast_object, main_process_first
-from d2sp.training.loaders import make_loader
+from d2sp.training.passes import RunLoaders
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Run:
     net: torch.nn.Module  # what a training step calls: the model or its DDP wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    test_loader: object
+    loaders: RunLoaders  # the batches of its passes (training, re-scoring, test)
     use_amp: bool = False
     extras: dict = field(default_factory=dict)
     bad_clips: BadClips = field(default_factory=BadClips)  # clips found unreadable on the way
@@ -226,23 +226,14 @@ def build_run(
     if info.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bad_clips = BadClips(skip_bad=cfg.data.skip_bad, info=info)
-    test_loader = make_test_loader(cfg, test_ds, info, bad_clips)
+    rescore_ds = train_ds if purifier.rescore_view == "train" else eval_train_ds
+    loaders = RunLoaders(cfg, info, bad_clips, train_ds=train_ds, rescore_ds=rescore_ds, test_ds=test_ds)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     return Run(
         cfg=cfg, info=info, device=device, run_dir=run_dir, console=console,
         train_split=train_split, test_split=test_split, train_ds=train_ds,
         eval_train_ds=eval_train_ds, test_ds=test_ds, purifier=purifier, model=model, net=net,
-        optimizer=optimizer, scheduler=scheduler, test_loader=test_loader, use_amp=use_amp,
+        optimizer=optimizer, scheduler=scheduler, loaders=loaders, use_amp=use_amp,
         bad_clips=bad_clips, notes=notes,
     )  # fmt: skip
 
-
-def make_test_loader(cfg: RunConfig, test_ds: ClipDataset, info: DistInfo, bad_clips: BadClips):
-    """Batches of the test clips, without those found unreadable so far."""
-    indices = None
-    if bad_clips.excluded["test"]:
-        indices = bad_clips.keep("test", np.arange(len(test_ds)))
-    return make_loader(
-        test_ds, indices, batch_size=cfg.optim.batch_size, shuffle=False, seed=cfg.seed,
-        workers=resolve_workers(cfg.data.workers), info=info, on_failed=bad_clips.handler("test"),
-    )  # fmt: skip

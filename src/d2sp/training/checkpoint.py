@@ -10,7 +10,7 @@ import torch
 
 from d2sp.config import config_to_dict
 from d2sp.purify import Ledger
-from d2sp.training.build import Run, make_test_loader
+from d2sp.training.build import Run
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -76,8 +76,6 @@ def restore_checkpoint(run: Run, path: Path) -> tuple[int, dict, dict]:
     run.scheduler.load_state_dict(ckpt["scheduler"])
     run.purifier.load_state_dict(ckpt["purifier"])
     run.bad_clips.load_state_dict(ckpt.get("bad_clips", {}))
-    if run.bad_clips.excluded["test"]:
-        run.test_loader = make_test_loader(run.cfg, run.test_ds, run.info, run.bad_clips)
     torch.set_rng_state(ckpt["rng"]["torch"])
     if ckpt["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])

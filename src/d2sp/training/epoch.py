@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from d2sp.config import resolve_workers
 from d2sp.training.build import Run
 from d2sp.training.checks import NonFiniteLossError
-from d2sp.training.loaders import make_loader, to_inputs
+from d2sp.training.loaders import to_inputs
 from d2sp.training.replicas import loss_share, reduce_epoch_stats
 
 
@@ -22,23 +20,6 @@ class EpochStats:
     loss: float
     train_acc: float
     trained: int
-
-
-def train_loader(run: Run, epoch: int, indices: np.ndarray):
-    """Shuffled batches of ``indices`` for ``epoch`` (every process takes part in every step)."""
-    cfg = run.cfg
-    return make_loader(
-        run.train_ds,
-        indices,
-        batch_size=cfg.optim.batch_size,
-        shuffle=True,
-        seed=cfg.seed * 1000 + epoch,
-        workers=resolve_workers(cfg.data.workers),
-        drop_last=len(indices) > cfg.optim.batch_size,
-        info=run.info,
-        pad_empty=True,
-        on_failed=run.bad_clips.handler("train"),
-    )
 
 
 def stand_in(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,12 +90,7 @@ def rescore(run: Run) -> None:
     indices = run.bad_clips.keep("train", run.purifier.rescore_indices())
     if not len(indices):
         return
-    cfg = run.cfg
-    loader = make_loader(
-        run.rescore_dataset(), np.asarray(indices), batch_size=cfg.optim.batch_size,
-        shuffle=False, seed=cfg.seed, workers=resolve_workers(cfg.data.workers), info=run.info,
-        on_failed=run.bad_clips.handler("train"),
-    )  # fmt: skip
+    loader = run.loaders.rescore(indices)
     for clips, _, idx in loader:
         with run.autocast():
             run.purifier.rescore(idx, to_inputs(clips, run.model, run.device))

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 
 from d2sp.config import PurifyConfig, RunConfig, resolve_workers
-from d2sp.training.build import Run, build_run, make_test_loader
+from d2sp.training.build import Run, build_run
 from d2sp.training.callbacks import (
     Callback,
     ConsoleLines,
@@ -41,7 +41,7 @@ from d2sp.training.distributed import (
     launch_info,
     process_device,
 )
-from d2sp.training.epoch import rescore, train_epoch, train_loader
+from d2sp.training.epoch import rescore, train_epoch
 from d2sp.training.folder import check_run_folder, remove_run_files, stopped_before_first_epoch
 from d2sp.training.inference import evaluate_loader, heldout_probabilities
 from d2sp.training.loaders import make_loader, seed_everything
@@ -171,11 +171,15 @@ def _train(cfg, info, device, run_dir, resume, shown, console, subset, heldout) 
         ) from None  # fmt: skip
     finally:
         bar.stop()
+        run.loaders.close()
     return _finish(run, callbacks, last, best, time.perf_counter() - start, heldout)
 
 
 def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last: dict):
-    """The epochs of a run from ``start_epoch``; returns ``(last epoch's metrics, best)``."""
+    """The epochs of a run from ``start_epoch``; returns ``(last epoch's metrics, best)``.
+
+    The next epoch's training batches are planned, and their first ones read, once this
+    epoch's decision is taken (during its test pass; see :mod:`d2sp.training.passes`)."""
     cfg, purifier = run.cfg, run.purifier
     for cb in callbacks:
         cb.on_run_start(run, start_epoch)
@@ -184,8 +188,7 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
         run.extras["epoch"] = epoch + 1
         run.train_ds.set_epoch(epoch)
         run.bad_clips.epoch = epoch
-        indices = run.bad_clips.keep("train", purifier.train_indices())
-        loader = train_loader(run, epoch, indices) if len(indices) else []
+        loader = run.loaders.train(epoch, run.bad_clips.keep("train", purifier.train_indices()))
         for cb in callbacks:
             cb.on_epoch_start(run, epoch, len(loader))
         stats = train_epoch(run, epoch, loader, lambda: [cb.on_step() for cb in callbacks])
@@ -197,7 +200,9 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
         check_decisions(purifier.keep_mask, purifier.current_labels)
         for cb in callbacks:
             cb.on_decision(run, epoch, counts)
-        cm, _ = evaluate_loader(run.model, run.test_loader, run.device, run.autocast)
+        if epoch + 1 < cfg.optim.epochs:
+            run.loaders.prefetch(epoch + 1, run.bad_clips.keep("train", purifier.train_indices()))
+        cm, _ = evaluate_loader(run.model, run.loaders.test(), run.device, run.autocast)
         sync_bad_clips(run, callbacks)
         war, uar = war_uar(cm)
         last = {
@@ -217,16 +222,11 @@ def fit(run: Run, callbacks: list[Callback], start_epoch: int, best: dict, last:
 
 def sync_bad_clips(run: Run, callbacks: list[Callback]) -> None:
     """Skip the clips every process met unreadable since the last call (or stop with the
-    first one, without ``data.skip_bad``), tell the callbacks, and leave the test clips
-    among them out of later evaluations."""
-    test_before = len(run.bad_clips.excluded["test"])
+    first one, without ``data.skip_bad``) and tell the callbacks; later passes leave them
+    out (:class:`~d2sp.training.passes.RunLoaders`)."""
     lines = run.bad_clips.sync()
-    if not lines:
-        return
-    for cb in callbacks:
+    for cb in callbacks if lines else []:
         cb.on_skipped(run, lines)
-    if len(run.bad_clips.excluded["test"]) != test_before:
-        run.test_loader = make_test_loader(run.cfg, run.test_ds, run.info, run.bad_clips)
 
 
 def _finish(run: Run, callbacks, last: dict, best: dict, seconds: float, heldout) -> RunResult:

@@ -24,6 +24,26 @@ def seed_everything(seed: int) -> None:
 PREFETCH = 2  # batches each DataLoader worker prepares ahead (the DataLoader's default)
 
 
+def data_loader(items, batches, generator: torch.Generator, workers: int, *, persistent=False):
+    """The DataLoader of the trainer's loaders over ``items`` (a :class:`CheckedItems`) in the
+    batches of the batch sampler ``batches``: pinned batches on CUDA, whose clips ``workers``
+    processes stack into shared buffers they reuse (pinned batches are copied as they
+    arrive); ``persistent`` keeps the worker processes between passes. ``generator`` gives
+    the workers' seed (the global RNG is never drawn from)."""
+    pin = torch.cuda.is_available()
+    reuse = PREFETCH + 2 if pin and workers > 0 else 0
+    return DataLoader(
+        items,
+        batch_sampler=batches,
+        generator=generator,
+        num_workers=workers,
+        collate_fn=CheckedCollate(reuse),
+        pin_memory=pin,
+        prefetch_factor=PREFETCH if workers > 0 else None,
+        persistent_workers=persistent and workers > 0,
+    )
+
+
 def make_loader(
     dataset,
     indices: np.ndarray | None,
@@ -58,18 +78,9 @@ def make_loader(
         pad_empty=pad_empty,
     )
     items = CheckedItems(dataset)
-    pin = torch.cuda.is_available()
-    # pinned batches are copied as they arrive: workers may reuse their shared buffers
-    reuse = PREFETCH + 2 if pin and workers > 0 else 0
-    loader = DataLoader(
-        Subset(items, indices.tolist()) if indices is not None else items,
-        batch_sampler=batches,
-        generator=gen,  # the loader draws its worker seed from it before the first batch
-        num_workers=workers,
-        collate_fn=CheckedCollate(reuse),
-        pin_memory=pin,
-        prefetch_factor=PREFETCH if workers > 0 else None,
-    )
+    loader = data_loader(
+        Subset(items, indices.tolist()) if indices is not None else items, batches, gen, workers
+    )  # (the loader draws its worker seed from ``gen`` before the first batch)
     return CheckedLoader(loader, on_failed, keep_empty=pad_empty)
 
 
