@@ -91,3 +91,17 @@ def d2sp_plus():
     PURIFIERS["d2sp+"] = module.ImprovedPurifier
     yield module
     PURIFIERS.pop("d2sp+", None)
+
+
+@pytest.fixture(scope="module")
+def heldout_mode():
+    """The benchmark-only mode ``heldout`` (``benchmarks/quality/heldout.py``), registered for
+    the tests of one module and unregistered after them."""
+    import importlib
+
+    from d2sp.purify import PURIFIERS
+
+    module = importlib.import_module("benchmarks.quality.heldout")
+    PURIFIERS["heldout"] = module.HeldOutPurifier
+    yield module
+    PURIFIERS.pop("heldout", None)

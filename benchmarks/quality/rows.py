@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from benchmarks.helpers import auroc, war_uar
-from benchmarks.quality import d2sp_plus  # noqa: F401  (registers the benchmark-only mode d2sp+)
+from benchmarks.quality import d2sp_plus, heldout  # noqa: F401  (register the benchmark-only modes d2sp+, heldout)
 from benchmarks.quality.cells import encoder_key
 from benchmarks.quality.data import make_data
 from benchmarks.quality.train import Cost, fit, predict
@@ -38,8 +38,9 @@ from d2sp.training.metrics import purification_scores
 
 RECOMMENDED = PurifyConfig().mode  # the package's default mode, whatever its name
 # What the recommended mode is measured against: plain CE, cleanlab, the standard noisy-label
-# methods, the paper's mode and the earlier d2sp+ (a mode added here joins every group).
-PEERS = ("CE", "cleanlab", "gce", "elr", "coteach", "dividemix", "paper", "d2sp+")
+# methods, the paper's mode and the benchmark-only d2sp+ and heldout (a mode added here joins
+# every group).
+PEERS = ("CE", "cleanlab", "gce", "elr", "coteach", "dividemix", "paper", "d2sp+", "heldout")
 METHODS = (*PEERS, RECOMMENDED, "oracle")  # the suite's rows, in the table's order
 GROUPS = {
     "default": ("CE", "oracle", RECOMMENDED),  # what a change to the recommended mode reruns

@@ -7,7 +7,6 @@ Importing this package registers every shipped mode: ``adaptive`` (the recommend
 """
 
 from d2sp.purify import (  # noqa: F401, I001  (registration, in this order)
-    heldout,
     adaptive,
     paper,
     scn,

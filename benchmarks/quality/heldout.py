@@ -1,4 +1,6 @@
-"""Mode ``d2sp``: the recommended purification mode, one set of defaults for any data.
+"""Mode ``heldout``: a benchmark-only mode (a row of the suite; importing this module registers
+it), measured as a candidate for the recommended mode and not adopted (docs/research-log.md,
+2026-12-08).
 
 Every epoch an exponential-moving-average teacher of the model scores every sample on its
 un-augmented view, and the decisions for the next epoch are taken from that score:
@@ -108,9 +110,9 @@ def cap_left_out(out: torch.Tensor, suspicion: torch.Tensor, labels: torch.Tenso
 # ---- the mode -----------------------------------------------------------------------------
 
 
-@register_purifier("d2sp")
+@register_purifier("heldout")
 class HeldOutPurifier(Purifier):
-    """Teacher-scored purification, ``mode: d2sp`` (the recommended mode): samples in the
+    """Teacher-scored purification, ``mode: heldout``: samples in the
     high-loss component of the loss mixture that the teacher confidently assigns to another
     class are held out, judged out of sample, and corrected only when the teacher is
     confident; see the module docstring for each mechanism."""
@@ -150,7 +152,7 @@ class HeldOutPurifier(Purifier):
         warm = cls.warmup_for(o, epochs)
         if 0 < epochs <= warm:
             return [
-                f"optim.epochs ({epochs}) <= the warm-up of mode 'd2sp' ({warm} epochs): no "
+                f"optim.epochs ({epochs}) <= the warm-up of mode 'heldout' ({warm} epochs): no "
                 "purification decision would ever be taken; train longer or lower purify.min_warmup"
             ]
         return []
