@@ -87,10 +87,11 @@ def d2sp_plus():
 
     from d2sp.purify import PURIFIERS
 
+    before = PURIFIERS.get("d2sp+")  # (registered already when the suite's rows were imported)
     module = importlib.import_module("benchmarks.quality.d2sp_plus")
     PURIFIERS["d2sp+"] = module.ImprovedPurifier
     yield module
-    PURIFIERS.pop("d2sp+", None)
+    restore_registration("d2sp+", before)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,18 @@ def heldout_mode():
 
     from d2sp.purify import PURIFIERS
 
+    before = PURIFIERS.get("heldout")  # (registered already when the suite's rows were imported)
     module = importlib.import_module("benchmarks.quality.heldout")
     PURIFIERS["heldout"] = module.HeldOutPurifier
     yield module
-    PURIFIERS.pop("heldout", None)
+    restore_registration("heldout", before)
+
+
+def restore_registration(mode: str, before) -> None:
+    """Put the registry's entry for ``mode`` back as it was before a fixture registered it."""
+    from d2sp.purify import PURIFIERS
+
+    if before is None:
+        PURIFIERS.pop(mode, None)
+    else:
+        PURIFIERS[mode] = before

@@ -27,14 +27,18 @@ import torch
 import yaml
 
 from benchmarks.helpers import auroc, war_uar
-from benchmarks.quality import d2sp_plus, heldout  # noqa: F401  (register the benchmark-only modes d2sp+, heldout)
+from benchmarks.quality import d2sp_plus, heldout
 from benchmarks.quality.cells import encoder_key
 from benchmarks.quality.data import make_data
 from benchmarks.quality.train import Cost, fit, predict
 from d2sp.config import PurifyConfig
-from d2sp.purify import CORRECTED, PRUNED, OptionError, list_modes, purifier_class
+from d2sp.purify import CORRECTED, PRUNED, PURIFIERS, OptionError, list_modes, purifier_class
 from d2sp.purify.confident import cleanlab_label_issues, stratified_folds
 from d2sp.training.metrics import purification_scores
+
+# the benchmark-only modes are rows whether or not their modules were imported before
+PURIFIERS.setdefault("d2sp+", d2sp_plus.ImprovedPurifier)
+PURIFIERS.setdefault("heldout", heldout.HeldOutPurifier)
 
 RECOMMENDED = PurifyConfig().mode  # the package's default mode, whatever its name
 # What the recommended mode is measured against: plain CE, cleanlab, the standard noisy-label
