@@ -1,4 +1,4 @@
-"""Mode ``paper``: D2SP exactly as published (DESIGN §2), the reference for the paper's tables.
+"""Mode ``paper``: D2SP exactly as published (docs/modes.md, "The method"), the reference for the paper's tables.
 
 Per epoch, over the last ``t`` records of each sample (training pass; pruned samples
 re-scored on their training view without gradient):
